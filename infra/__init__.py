@@ -1,0 +1,1 @@
+"""Process plumbing: configuration, logging, Temporal connection, the embedded stack."""

@@ -1,0 +1,61 @@
+"""The one place configuration is read.
+
+Environment variables win; when one is unset, the value `make up` wrote to `.data/stack.env`
+is used, so the CLI and the worker find the embedded stack without any exports.
+Temporal's own settings (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS
+variables, TEMPORAL_PROFILE and its config file) are read by the SDK's env config loader.
+"""
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+
+DEFAULT_TASK_QUEUE = "mini-program-release"
+DATA_DIR = Path(os.environ.get("MPR_DATA_DIR", ".data"))
+STACK_ENV_FILE = DATA_DIR / "stack.env"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+class Settings(BaseModel):
+    temporal_address: str | None
+    temporal_namespace: str | None
+    task_queue: str
+    database_url: str | None
+    artifact_dir: Path
+    log_level: str
+    log_format: str
+    metrics_port: int | None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        env = {**read_env_file(STACK_ENV_FILE), **(environ if environ is not None else os.environ)}
+        metrics_port = env.get("METRICS_PORT")
+        return cls(
+            temporal_address=env.get("TEMPORAL_ADDRESS") or None,
+            temporal_namespace=env.get("TEMPORAL_NAMESPACE") or None,
+            task_queue=env.get("TEMPORAL_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
+            database_url=env.get("DATABASE_URL") or None,
+            artifact_dir=Path(env.get("ARTIFACT_DIR") or DATA_DIR / "artifacts"),
+            log_level=env.get("LOG_LEVEL") or "INFO",
+            log_format=env.get("LOG_FORMAT") or "json",
+            metrics_port=int(metrics_port) if metrics_port else None,
+        )
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "DATABASE_URL is not set and no embedded stack is running "
+                f"({STACK_ENV_FILE} not found): run `make up` or export DATABASE_URL"
+            )
+        return self.database_url

@@ -1,0 +1,82 @@
+"""Connecting to Temporal: one data converter, one way to find the server, one set of
+search attributes.
+
+Connection settings come from Temporal's env config (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE and the profile file), with the values
+`make up` wrote to .data/stack.env filling in what the environment leaves unset.
+"""
+
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+from infra.settings import Settings
+from workflows import search_attributes
+
+DATA_CONVERTER = pydantic_data_converter
+DEFAULT_ADDRESS = "localhost:7233"
+
+
+def connect_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    if settings.temporal_address:
+        config["target_host"] = settings.temporal_address
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    if settings.temporal_namespace:
+        config["namespace"] = settings.temporal_namespace
+    return config
+
+
+async def connect(settings: Settings) -> Client:
+    config = connect_config(settings)
+    try:
+        return await Client.connect(**config, data_converter=DATA_CONVERTER)
+    except RuntimeError as error:
+        raise ConnectionError(
+            f"cannot reach Temporal at {config['target_host']} "
+            f"(namespace {config.get('namespace', 'default')}): {error}"
+        ) from error
+
+
+def search_attribute_types() -> dict[str, "IndexedValueType.ValueType"]:
+    return {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
+        for key in search_attributes.ALL
+    }
+
+
+def search_attribute_flags() -> list[str]:
+    """`temporal server start-dev` arguments that register the release search attributes."""
+    flags = []
+    for name, kind in search_attribute_types().items():
+        type_name = "Int" if kind == IndexedValueType.INDEXED_VALUE_TYPE_INT else "Keyword"
+        flags += ["--search-attribute", f"{name}={type_name}"]
+    return flags
+
+
+async def add_search_attributes(client: Client, names: list[str]) -> None:
+    types = search_attribute_types()
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace, search_attributes={name: types[name] for name in names}
+        )
+    )
+
+
+async def register_search_attributes(client: Client) -> list[str]:
+    """Add the release search attributes the namespace lacks; returns the names added."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    known = set(existing.custom_attributes) | set(existing.system_attributes)
+    missing = sorted(set(search_attribute_types()) - known)
+    if missing:
+        await add_search_attributes(client, missing)
+    return missing

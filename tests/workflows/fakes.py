@@ -1,0 +1,117 @@
+"""In-memory stand-ins for the activities, with the same names and types as the real ones.
+
+They keep just enough of the catalog (roles, events, the channel hold) for the workflow's
+behaviour to be observable; the real activities are tested against PostgreSQL elsewhere.
+"""
+
+from dataclasses import dataclass, field
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.models import (
+    ActorRolesRequest,
+    AppManifest,
+    BuildRequest,
+    CellCheck,
+    CellResult,
+    CellTestRequest,
+    PackageFacts,
+    ReleaseContext,
+    ReleaseContextRequest,
+    Reviewer,
+    Role,
+    TargetAppPolicy,
+)
+from domain.records import CatalogTransition, TransitionResult
+from domain.stages import CHANNEL_HOLDING_STAGES
+
+POLICIES = {
+    "alipaycn": TargetAppPolicy(
+        target_app="alipaycn",
+        required_reviewers=[Reviewer.PLATFORM, Reviewer.PARTNER_APP],
+        first_release_full_only=False,
+        whitelist_allowed=False,
+    ),
+    "gopay": TargetAppPolicy(
+        target_app="gopay",
+        required_reviewers=[Reviewer.PARTNER_APP],
+        first_release_full_only=True,
+        whitelist_allowed=True,
+    ),
+}
+
+
+@dataclass
+class FakeCatalog:
+    roles: dict[str, set[Role]] = field(default_factory=dict)
+    transitions: list[CatalogTransition] = field(default_factory=list)
+    holders: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    stable: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    failing_cells: set[str] = field(default_factory=set)
+    build_started: int = 0
+
+    @activity.defn(name="load_release_context")
+    async def load_release_context(self, request: ReleaseContextRequest) -> ReleaseContext:
+        start = request.request
+        if start.target_app not in POLICIES:
+            raise ApplicationError(
+                f"unknown target app {start.target_app!r}", type="UnknownTargetApp",
+                non_retryable=True,
+            )
+        previous = self.stable.get((start.mini_program_id, start.target_app, start.environment))
+        return ReleaseContext(policy=POLICIES[start.target_app], first_release=previous is None,
+                              previous_stable_version=previous)
+
+    @activity.defn(name="load_actor_roles")
+    async def load_actor_roles(self, request: ActorRolesRequest) -> list[Role]:
+        return sorted(self.roles.get(request.actor, set()))
+
+    @activity.defn(name="record_transition")
+    async def record_transition(self, transition: CatalogTransition) -> TransitionResult:
+        if any(t.event.event_id == transition.event.event_id for t in self.transitions):
+            return TransitionResult(applied=True)
+        release = transition.release
+        if release is not None:
+            key = (release.mini_program_id, release.target_app, release.environment.value)
+            holder = self.holders.get(key)
+            if release.stage in CHANNEL_HOLDING_STAGES:
+                if holder not in (None, release.release_id):
+                    return TransitionResult(applied=False, blocked_by=holder)
+                self.holders[key] = release.release_id
+            elif holder == release.release_id:
+                del self.holders[key]
+            if transition.promote:
+                self.stable[key] = release.version
+        self.transitions.append(transition)
+        return TransitionResult(applied=True)
+
+    @activity.defn(name="build_package")
+    async def build_package(self, request: BuildRequest) -> PackageFacts:
+        self.build_started += 1
+        if "broken" in request.source:
+            raise ApplicationError(
+                "page 'pages/cart/cart' has no file (looked for pages/cart/cart.*)",
+                type="InvalidPackage", non_retryable=True,
+            )
+        return PackageFacts(
+            sha256="ab" * 32, size_bytes=120_000, uncompressed_bytes=300_000, file_count=12,
+            artifact_path=f"/artifacts/{request.version}.zip",
+            manifest=AppManifest(name="Coffee", version=request.version, pages=["pages/index"]),
+        )
+
+    @activity.defn(name="test_compatibility_cell")
+    async def test_compatibility_cell(self, request: CellTestRequest) -> CellResult:
+        label = request.cell.label
+        verdict = "fail" if label in self.failing_cells else "pass"
+        detail = "download too slow" if verdict == "fail" else "ok"
+        check = CellCheck(name="download", verdict=verdict, detail=detail)
+        return CellResult(cell=request.cell, verdict=verdict, checks=[check])
+
+    @property
+    def activities(self) -> list[object]:
+        return [self.load_release_context, self.load_actor_roles, self.record_transition,
+                self.build_package, self.test_compatibility_cell]
+
+    def events(self, command: str | None = None) -> list[CatalogTransition]:
+        return [t for t in self.transitions if command is None or t.event.command == command]

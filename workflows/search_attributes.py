@@ -1,0 +1,19 @@
+"""The search attributes a release keeps up to date (no personal data, ever)."""
+
+from temporalio.common import SearchAttributeKey
+
+MINI_PROGRAM_ID = SearchAttributeKey.for_keyword("MiniProgramId")
+MINI_PROGRAM_VERSION = SearchAttributeKey.for_keyword("MiniProgramVersion")
+TARGET_APP = SearchAttributeKey.for_keyword("TargetApp")
+RELEASE_ENVIRONMENT = SearchAttributeKey.for_keyword("ReleaseEnvironment")
+RELEASE_STAGE = SearchAttributeKey.for_keyword("ReleaseStage")
+GRAYSCALE_PERCENT = SearchAttributeKey.for_int("GrayscalePercent")
+
+ALL = (
+    MINI_PROGRAM_ID,
+    MINI_PROGRAM_VERSION,
+    TARGET_APP,
+    RELEASE_ENVIRONMENT,
+    RELEASE_STAGE,
+    GRAYSCALE_PERCENT,
+)
