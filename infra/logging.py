@@ -11,6 +11,20 @@ from typing import Any
 import structlog
 
 
+def _lift_temporal_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The SDK puts workflow and activity ids in a nested `extra`; log searches want them flat."""
+    for key in ("temporal_workflow", "temporal_activity"):
+        details = event.pop(key, None)
+        if isinstance(details, dict):
+            for name in ("workflow_id", "run_id", "workflow_type", "activity_id", "activity_type",
+                         "attempt"):
+                if name in details:
+                    event.setdefault(name, details[name])
+            if "workflow_id" in details:
+                event.setdefault("release_id", details["workflow_id"])
+    return event
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -33,7 +47,12 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[
+                *shared,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                _lift_temporal_ids,
+            ],
         )
     )
     root = logging.getLogger()

@@ -1,0 +1,1 @@
+"""Programmatic entry points: the client library services import, and the demo."""

@@ -1,0 +1,64 @@
+"""Starting releases from another service.
+
+    client = await infra.temporal.connect(Settings.from_env())
+    handle = await start_release(client, StartInput(...))
+
+Starting the same version twice returns the running release; a version whose release has
+already finished (RELEASED or CANCELED) cannot be started again: release a new version.
+"""
+
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from domain.models import StartInput
+from domain.release_id import release_id
+from domain.stages import Stage
+from infra.settings import DEFAULT_TASK_QUEUE
+from workflows import search_attributes as sa
+from workflows.release import WORKFLOW_TYPE
+
+
+class ReleaseAlreadyFinished(Exception):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"release {workflow_id} has already finished; a released or canceled version "
+            "cannot be released again: release a new version"
+        )
+        self.workflow_id = workflow_id
+
+
+def release_id_of(request: StartInput) -> str:
+    return release_id(request.mini_program_id, request.version, request.target_app,
+                      request.environment)
+
+
+async def start_release(
+    client: Client, request: StartInput, task_queue: str = DEFAULT_TASK_QUEUE
+) -> WorkflowHandle[Any, Any]:
+    workflow_id = release_id_of(request)
+    try:
+        return await client.start_workflow(
+            WORKFLOW_TYPE,
+            request,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            search_attributes=TypedSearchAttributes([
+                sa.MINI_PROGRAM_ID.value_set(request.mini_program_id),
+                sa.MINI_PROGRAM_VERSION.value_set(request.version),
+                sa.TARGET_APP.value_set(request.target_app),
+                sa.RELEASE_ENVIRONMENT.value_set(request.environment.value),
+                sa.RELEASE_STAGE.value_set(Stage.BUILDING.value),
+                sa.GRAYSCALE_PERCENT.value_set(0),
+            ]),
+        )
+    except WorkflowAlreadyStartedError:
+        raise ReleaseAlreadyFinished(workflow_id) from None

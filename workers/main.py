@@ -1,0 +1,85 @@
+"""The release worker: `python -m workers.main`.
+
+Runs the MiniProgramRelease workflow and its activities on TEMPORAL_TASK_QUEUE until SIGTERM
+or SIGINT, then drains: in-flight activities get the graceful shutdown timeout to finish.
+"""
+
+import asyncio
+import signal
+from datetime import timedelta
+
+import asyncpg
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.build import BuildActivities
+from activities.catalog import CatalogActivities
+from activities.compatibility import CompatibilityActivities, load_tables
+from catalog.db import apply_migrations, create_pool
+from infra.logging import configure_logging, get_logger
+from infra.settings import Settings
+from infra.temporal import connect
+from workers.log_context import LogContextInterceptor
+from workflows.release import MiniProgramRelease
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+log = get_logger(__name__)
+
+
+def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worker:
+    builds = BuildActivities(settings.artifact_dir)
+    compatibility = CompatibilityActivities(load_tables())
+    catalog = CatalogActivities(pool)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[MiniProgramRelease],
+        activities=[
+            builds.build_package,
+            compatibility.test_compatibility_cell,
+            catalog.load_release_context,
+            catalog.load_actor_roles,
+            catalog.record_transition,
+        ],
+        interceptors=[LogContextInterceptor()],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    client = await connect(settings)
+    pool = await create_pool(settings.require_database_url())
+    try:
+        await apply_migrations(pool)
+        worker = build_worker(client, settings, pool)
+        log.info("worker started", task_queue=settings.task_queue,
+                 namespace=client.namespace, artifact_dir=str(settings.artifact_dir))
+        running = asyncio.create_task(worker.run())
+        await stop.wait()
+        log.info("worker draining", timeout_seconds=GRACEFUL_SHUTDOWN.total_seconds())
+        await worker.shutdown()
+        await running
+    finally:
+        await pool.close()
+    log.info("worker stopped")
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    # The SDK would otherwise repeat the workflow info inside every message text.
+    workflow.logger.workflow_info_on_message = False
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
