@@ -86,3 +86,5 @@ class TransitionResult(BaseModel):
     """False when the release row could not move (see blocked_by); the event is then a refusal."""
     blocked_by: str | None = None
     """The release that holds the channel between UNDER_REVIEW and GRAYSCALE."""
+    reason: str | None = None
+    """Why the transition did not happen, as recorded in the audit row."""

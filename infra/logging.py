@@ -6,12 +6,15 @@ search needs (workflow_id, run_id, activity, release_id) to every line.
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 
-def _lift_temporal_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _lift_temporal_ids(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """The SDK puts workflow and activity ids in a nested `extra`; log searches want them flat."""
     for key in ("temporal_workflow", "temporal_activity"):
         details = event.pop(key, None)

@@ -11,6 +11,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
+    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -52,12 +53,12 @@ async def start_release(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             search_attributes=TypedSearchAttributes([
-                sa.MINI_PROGRAM_ID.value_set(request.mini_program_id),
-                sa.MINI_PROGRAM_VERSION.value_set(request.version),
-                sa.TARGET_APP.value_set(request.target_app),
-                sa.RELEASE_ENVIRONMENT.value_set(request.environment.value),
-                sa.RELEASE_STAGE.value_set(Stage.BUILDING.value),
-                sa.GRAYSCALE_PERCENT.value_set(0),
+                SearchAttributePair(sa.MINI_PROGRAM_ID, request.mini_program_id),
+                SearchAttributePair(sa.MINI_PROGRAM_VERSION, request.version),
+                SearchAttributePair(sa.TARGET_APP, request.target_app),
+                SearchAttributePair(sa.RELEASE_ENVIRONMENT, request.environment.value),
+                SearchAttributePair(sa.RELEASE_STAGE, Stage.BUILDING.value),
+                SearchAttributePair(sa.GRAYSCALE_PERCENT, 0),
             ]),
         )
     except WorkflowAlreadyStartedError:

@@ -315,7 +315,7 @@ class MiniProgramRelease:
             if not result.applied:
                 # The catalog refused the move (another release holds the channel) and has
                 # recorded the refusal itself.
-                return self._remember_refusal(name, command.actor, result_reason(result))
+                return self._remember_refusal(name, command.actor, refusal_reason(result))
             self._commit(decision.state)
             if decision.effects.cancel_work and self._work is not None:
                 self._work.cancel()
@@ -423,7 +423,7 @@ class MiniProgramRelease:
         entry = AuditEntry(
             seq=event.seq, event_id=event.event_id, command=name, actor=actor,
             accepted=accepted and result.applied,
-            reason=result_reason(result) if not result.applied else event.reason,
+            reason=refusal_reason(result) if not result.applied else event.reason,
             stage_before=before.stage,
             stage_after=after.stage if result.applied and accepted else before.stage,
             at=now,
@@ -483,11 +483,8 @@ def release_row(state: ReleaseState) -> ReleaseRow:
     )
 
 
-def result_reason(result: TransitionResult) -> str:
-    return (
-        f"release {result.blocked_by} is already between UNDER_REVIEW and GRAYSCALE "
-        "on this channel; finish or cancel it first"
-    )
+def refusal_reason(result: TransitionResult) -> str:
+    return result.reason or f"the catalog refused the change (held by {result.blocked_by})"
 
 
 def redact(payload: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -77,7 +77,10 @@ class FakeCatalog:
             holder = self.holders.get(key)
             if release.stage in CHANNEL_HOLDING_STAGES:
                 if holder not in (None, release.release_id):
-                    return TransitionResult(applied=False, blocked_by=holder)
+                    return TransitionResult(
+                        applied=False, blocked_by=holder,
+                        reason=f"release {holder} is already between UNDER_REVIEW and GRAYSCALE",
+                    )
                 self.holders[key] = release.release_id
             elif holder == release.release_id:
                 del self.holders[key]

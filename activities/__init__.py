@@ -1,0 +1,1 @@
+"""Temporal activities: the real work (builds, compatibility cells, catalog writes)."""

@@ -1,0 +1,90 @@
+"""The build_package activity: untrusted source -> validated, deterministic, stored bundle.
+
+Reading (activities/package_source.py), validating app.json (domain/manifest.py) and
+zipping (activities/bundle.py) are blocking, so they run in a worker thread while the event
+loop heartbeats the progress. A bad package is the developer's to fix, not something a retry
+can cure: it fails with a non-retryable ApplicationError of type "InvalidPackage" listing
+every problem. Anything else (a full disk, a permission error) stays retryable.
+"""
+
+import asyncio
+import time
+from pathlib import Path
+
+from structlog.contextvars import bound_contextvars
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.bundle import bundle_bytes, store_bundle
+from activities.package_source import DEFAULT_LIMITS, Limits, PackageSourceError, read_source
+from activities.progress import Progress, heartbeating
+from domain.manifest import ManifestError, manifest_from_files
+from domain.models import BuildRequest, PackageFacts
+from infra.logging import get_logger
+
+HEARTBEAT_EVERY_SECONDS = 2.0
+INVALID_PACKAGE = "InvalidPackage"
+
+log = get_logger(__name__)
+
+
+class BuildActivities:
+    def __init__(
+        self,
+        artifact_dir: Path,
+        limits: Limits = DEFAULT_LIMITS,
+        heartbeat_every_seconds: float = HEARTBEAT_EVERY_SECONDS,
+    ) -> None:
+        self._artifact_dir = artifact_dir
+        self._limits = limits
+        self._heartbeat_every_seconds = heartbeat_every_seconds
+
+    @activity.defn(name="build_package")
+    async def build_package(self, request: BuildRequest) -> PackageFacts:
+        with bound_contextvars(
+            activity="build_package",
+            workflow_id=activity.info().workflow_id,
+            release_id=request.release_id,
+        ):
+            started = time.monotonic()
+            log.info("build started", source=request.source, version=request.version)
+            progress = Progress()
+            try:
+                async with heartbeating(progress, self._heartbeat_every_seconds):
+                    package = await asyncio.to_thread(self._build, request, progress)
+            except (PackageSourceError, ManifestError) as error:
+                log.warning("package refused", problems=error.problems)
+                raise ApplicationError(
+                    "; ".join(error.problems),
+                    error.problems,
+                    type=INVALID_PACKAGE,
+                    non_retryable=True,
+                ) from error
+            log.info(
+                "build finished",
+                sha256=package.sha256,
+                size_bytes=package.size_bytes,
+                uncompressed_bytes=package.uncompressed_bytes,
+                file_count=package.file_count,
+                duration_ms=round((time.monotonic() - started) * 1000),
+            )
+            return package
+
+    def _build(self, request: BuildRequest, progress: Progress) -> PackageFacts:
+        """Runs in a worker thread."""
+        progress.stage = "reading"
+        files = read_source(Path(request.source), self._limits, progress)
+        progress.stage = "validating"
+        manifest = manifest_from_files(files, request.version)
+        progress.stage = "bundling"
+        bundle = bundle_bytes(files, progress)
+        progress.stage = "storing"
+        stored = store_bundle(bundle, self._artifact_dir)
+        return PackageFacts(
+            sha256=stored.sha256,
+            size_bytes=stored.size_bytes,
+            uncompressed_bytes=sum(len(content) for content in files.values()),
+            file_count=len(files),
+            artifact_path=str(stored.path),
+            manifest=manifest,
+        )

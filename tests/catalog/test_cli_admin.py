@@ -1,0 +1,279 @@
+"""`mpr` run in-process against the test database, as an operator would type it."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from cli.main import main
+from tests.catalog.factories import Release, to_released
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Mpr = Callable[..., Awaitable[Run]]
+
+
+@pytest.fixture
+def mpr(
+    db_pool: asyncpg.Pool,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> Mpr:
+    """Run `mpr ARGS...`; main() runs its own event loop, so it gets a thread of its own."""
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    # A developer's `make up` stack must not leak into the tests.
+    monkeypatch.setattr("infra.settings.STACK_ENV_FILE", tmp_path / "stack.env")
+
+    async def run(*args: str) -> Run:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, list(args))
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+def one_line_error(run: Run, code: int) -> str:
+    assert run.code == code
+    assert run.err.startswith("mpr: ") and run.err.count("\n") == 1
+    assert "Traceback" not in run.err
+    return run.err
+
+
+# --- members ---------------------------------------------------------------------------------
+
+
+async def test_members_are_granted_listed_and_revoked(mpr: Mpr) -> None:
+    add = await mpr(
+        "admin", "member", "add", "--workspace", "ws", "--user", "alice", "--role", "developer"
+    )
+    assert (add.code, add.out) == (0, "granted developer for alice in ws\n")
+    pa = await mpr(
+        "admin",
+        "member",
+        "add",
+        "--workspace",
+        "ws",
+        "--user",
+        "bob",
+        "--role",
+        "program_admin",
+        "--mini-program",
+        "prog",
+        "--json",
+    )
+    assert pa.json() == {
+        "changed": True,
+        "member": {
+            "workspace_id": "ws",
+            "user_id": "bob",
+            "role": "program_admin",
+            "mini_program_id": "prog",
+            "target_app": "",
+        },
+    }
+    again = await mpr(
+        "admin", "member", "add", "--workspace", "ws", "--user", "alice", "--role", "developer"
+    )
+    assert (again.code, again.out) == (0, "already granted: developer for alice in ws\n")
+
+    listing = await mpr("admin", "member", "list", "--workspace", "ws")
+    assert listing.out.splitlines() == [
+        "WORKSPACE  USER   ROLE           MINI PROGRAM  TARGET APP",
+        "ws         alice  developer      -             -",
+        "ws         bob    program_admin  prog          -",
+    ]
+    by_user = await mpr("admin", "member", "list", "--user", "bob", "--json")
+    assert [m["user_id"] for m in by_user.json()] == ["bob"]
+
+    removed = await mpr(
+        "admin", "member", "remove", "--workspace", "ws", "--user", "alice", "--role", "developer"
+    )
+    assert (removed.code, removed.out) == (0, "revoked developer for alice in ws\n")
+    absent = await mpr(
+        "admin", "member", "remove", "--workspace", "ws", "--user", "alice", "--role", "developer"
+    )
+    assert "no such membership" in one_line_error(absent, 1)
+
+
+async def test_an_empty_listing_says_so(mpr: Mpr) -> None:
+    assert (await mpr("admin", "member", "list")).out == "(none)\n"
+    assert (await mpr("admin", "member", "list", "--json")).json() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--role", "program_admin"], "role program_admin needs --mini-program"),
+        (["--role", "partner_reviewer"], "role partner_reviewer needs --target-app"),
+        (["--role", "owner", "--target-app", "gopay"], "--target-app applies only to role"),
+        (["--role", "owner", "--workspace", "two words"], "invalid input: workspace_id"),
+    ],
+)
+async def test_membership_mistakes_are_usage_errors(
+    mpr: Mpr, args: list[str], message: str
+) -> None:
+    run = await mpr("admin", "member", "add", "--workspace", "ws", "--user", "u", *args)
+
+    assert message in one_line_error(run, 2)
+
+
+async def test_an_invalid_role_is_a_usage_error(mpr: Mpr) -> None:
+    run = await mpr("admin", "member", "add", "--workspace", "ws", "--user", "u", "--role", "root")
+
+    assert run.code == 2
+    assert "invalid choice: 'root'" in run.err
+
+
+async def test_a_partner_reviewer_of_an_unknown_app_is_refused(
+    mpr: Mpr,
+) -> None:
+    run = await mpr(
+        "admin",
+        "member",
+        "add",
+        "--workspace",
+        "wechat-org",
+        "--user",
+        "u",
+        "--role",
+        "partner_reviewer",
+        "--target-app",
+        "wechat",
+    )
+
+    assert one_line_error(run, 1) == (
+        "mpr: unknown target app 'wechat'; known target apps: alipaycn, dana, gcash, gopay\n"
+    )
+
+
+# --- target apps -----------------------------------------------------------------------------
+
+
+async def test_target_apps_are_created_changed_and_listed(mpr: Mpr) -> None:
+    created = await mpr(
+        "admin",
+        "target-app",
+        "set",
+        "--app",
+        "truemoney",
+        "--name",
+        "TrueMoney",
+        "--reviewers",
+        "platform,partner_app",
+        "--no-first-release-full-only",
+        "--whitelist",
+        "--ladder",
+        "5,25,100",
+        "--json",
+    )
+    assert created.code == 0
+    assert created.json() == {
+        "target_app": "truemoney",
+        "display_name": "TrueMoney",
+        "required_reviewers": ["platform", "partner_app"],
+        "first_release_full_only": False,
+        "whitelist_allowed": True,
+        "grayscale_ladder": [5, 25, 100],
+    }
+
+    changed = await mpr("admin", "target-app", "set", "--app", "truemoney", "--no-whitelist")
+    assert changed.out.splitlines() == [
+        "APP        NAME       REVIEWERS             FIRST RELEASE FULL ONLY  WHITELIST  LADDER",
+        "truemoney  TrueMoney  platform,partner_app  no                       no         5,25,100",
+    ]
+
+    listing = await mpr("admin", "target-app", "list", "--json")
+    assert [app["target_app"] for app in listing.json()] == [
+        "alipaycn",
+        "dana",
+        "gcash",
+        "gopay",
+        "truemoney",
+    ]
+    table = (await mpr("admin", "target-app", "list")).out
+    assert "alipaycn   Alipay China  platform,partner_app  no" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--app", "gopay", "--ladder", "1,2,50"], "the grayscale ladder must end at 100"),
+        (["--app", "gopay", "--ladder", "1,two"], "not a list of percentages"),
+        (["--app", "gopay", "--reviewers", "platform,platform"], "duplicate reviewer"),
+        (["--app", "gopay", "--reviewers", "press"], "required_reviewers"),
+        (["--app", "newapp"], "newapp is a new target app: give --reviewers"),
+    ],
+)
+async def test_invalid_policies_are_usage_errors(mpr: Mpr, args: list[str], message: str) -> None:
+    run = await mpr("admin", "target-app", "set", *args)
+
+    assert run.code == 2
+    assert message in run.err
+
+
+# --- resolve and migrate ---------------------------------------------------------------------
+
+
+async def test_resolve_prints_the_version_a_user_gets(mpr: Mpr, db_pool: asyncpg.Pool) -> None:
+    query = ["resolve", "--program", "prog", "--app", "gopay", "--user", "alice"]
+    nothing = await mpr(*query)
+    assert (nothing.code, nothing.out) == (0, "none (nothing released on prog/gopay/production)\n")
+
+    await to_released(db_pool, Release("1.0.0"))
+
+    assert (await mpr(*query)).out == "1.0.0 (stable)\n"
+    assert (await mpr(*query, "--json")).json() == {
+        "version": "1.0.0",
+        "source": "stable",
+        "reason": "stable",
+    }
+    assert (await mpr(*query, "--env", "sandbox")).out.startswith("none")
+
+
+async def test_migrate_reports_an_up_to_date_catalog(mpr: Mpr) -> None:
+    run = await mpr("migrate")
+
+    assert (run.code, run.out) == (0, "the catalog is up to date\n")
+    assert (await mpr("migrate", "--json")).json() == {"applied": []}
+
+
+# --- the database is somewhere else ----------------------------------------------------------
+
+
+async def test_an_unreachable_database_is_named_without_its_password(
+    mpr: Mpr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://mpr:s3cret@127.0.0.1:1/catalog")
+
+    run = await mpr("admin", "target-app", "list")
+
+    error = one_line_error(run, 1)
+    assert "cannot reach the catalog database at postgresql://mpr:***@127.0.0.1:1/catalog" in error
+    assert "s3cret" not in error
+
+
+async def test_a_missing_database_url_says_how_to_set_one(
+    mpr: Mpr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL")
+
+    run = await mpr("resolve", "--program", "p", "--app", "gopay", "--user", "u")
+
+    assert "DATABASE_URL is not set" in one_line_error(run, 1)

@@ -1,0 +1,120 @@
+import asyncio
+
+import asyncpg
+
+from catalog.rollout import Resolution, resolve_version, resolve_version_detail
+from domain.bucketing import rollout_bucket
+from domain.models import Environment, Rollout
+from domain.stages import Stage
+from tests.catalog.factories import Release, cleared, to_released
+
+USERS = [f"user-{n}" for n in range(10_000)]
+
+
+async def serve_candidate(
+    pool: asyncpg.Pool, release: Release, percent: int, whitelist: list[str] | None = None
+) -> None:
+    stage = Stage.GRAYSCALE if percent else Stage.WHITELIST_TESTING
+    rollout = Rollout(
+        candidate_version=release.row.version,
+        candidate_release_id=release.release_id,
+        percent=percent,
+        whitelist=whitelist or [],
+    )
+    result = await release.move(pool, stage, percent=percent, rollout=rollout)
+    assert result.applied
+
+
+async def versions(pool: asyncpg.Pool, users: list[str]) -> list[str | None]:
+    return await asyncio.gather(*(resolve_version(pool, "prog", "gopay", user) for user in users))
+
+
+async def test_nothing_released_resolves_to_none(db_pool: asyncpg.Pool) -> None:
+    assert await resolve_version(db_pool, "prog", "gopay", "alice") is None
+    assert await resolve_version_detail(db_pool, "prog", "gopay", "alice") == Resolution(
+        version=None, source="none", reason="nothing released on prog/gopay/production"
+    )
+
+
+async def test_everyone_gets_the_stable_version_without_a_candidate(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+
+    assert set(await versions(db_pool, USERS[:200])) == {"1.0.0"}
+    assert await resolve_version(db_pool, "prog", "gopay", "alice", "sandbox") is None
+
+
+async def test_whitelisted_users_get_the_candidate(db_pool: asyncpg.Pool) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    await serve_candidate(db_pool, Release("1.1.0"), 0, whitelist=["alice", "bob"])
+
+    assert await versions(db_pool, ["alice", "bob", "carol"]) == ["1.1.0", "1.1.0", "1.0.0"]
+    detail = await resolve_version_detail(db_pool, "prog", "gopay", "alice")
+    assert (detail.source, detail.reason) == ("whitelist", "whitelist")
+
+
+async def test_a_first_release_in_whitelist_testing_reaches_only_the_whitelist(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await serve_candidate(db_pool, Release("1.0.0"), 0, whitelist=["alice"])
+
+    assert await versions(db_pool, ["alice", "bob"]) == ["1.0.0", None]
+
+
+async def test_grayscale_serves_about_its_percentage(db_pool: asyncpg.Pool) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    await serve_candidate(db_pool, Release("1.1.0"), 10)
+
+    served = (await versions(db_pool, USERS)).count("1.1.0")
+
+    assert 850 <= served <= 1150  # 10 % of 10,000, about five standard deviations either way
+
+
+async def test_a_user_in_the_grayscale_stays_in_it_as_it_widens(db_pool: asyncpg.Pool) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    candidate = Release("1.1.0")
+    users = USERS[:1000]
+    previous: set[str] = set()
+    for percent in [1, 2, 5, 10, 20, 50, 100]:
+        await serve_candidate(db_pool, candidate, percent)
+        served = {
+            u for u, v in zip(users, await versions(db_pool, users), strict=True) if v == "1.1.0"
+        }
+        assert previous <= served
+        previous = served
+    assert previous == set(users)
+
+
+async def test_the_grayscale_reason_names_the_bucket(db_pool: asyncpg.Pool) -> None:
+    candidate = Release("1.1.0")
+    await serve_candidate(db_pool, candidate, 50)
+    user = next(
+        u for u in USERS if rollout_bucket("prog", "gopay", "production", "1.1.0", u) < 5000
+    )
+
+    detail = await resolve_version_detail(db_pool, "prog", "gopay", user)
+
+    bucket = rollout_bucket("prog", "gopay", "production", "1.1.0", user)
+    assert detail == Resolution(
+        version="1.1.0", source="grayscale", reason=f"grayscale bucket {bucket} < 5000"
+    )
+
+
+async def test_after_a_cancel_everyone_gets_the_stable_version(db_pool: asyncpg.Pool) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    candidate = Release("1.1.0")
+    await serve_candidate(db_pool, candidate, 50, whitelist=["alice"])
+
+    await candidate.move(db_pool, Stage.CANCELED, rollout=cleared())
+
+    assert set(await versions(db_pool, ["alice", *USERS[:500]])) == {"1.0.0"}
+
+
+async def test_channels_are_resolved_separately(db_pool: asyncpg.Pool) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    await to_released(db_pool, Release("0.9.0", environment=Environment.SANDBOX))
+
+    assert await resolve_version(db_pool, "prog", "gopay", "alice") == "1.0.0"
+    assert await resolve_version(db_pool, "prog", "gopay", "alice", "sandbox") == "0.9.0"
+    assert await resolve_version(db_pool, "prog", "gcash", "alice") is None

