@@ -55,10 +55,13 @@ class Operator:
         line = shlex.join(["temporal", "workflow", "signal", "--workflow-id", self.handle.id,
                            "--name", name, "--input", json.dumps(payload)])
         print(f"  $ {line}")
+        sent_after = self.seen
         await self.handle.signal(name, payload)
-        return await self.follow(expect)
+        return await self.follow(expect, after=sent_after)
 
-    async def follow(self, expect: str, within: float = 120) -> dict[str, Any]:
+    async def follow(self, expect: str, after: int = 0, within: float = 120) -> dict[str, Any]:
+        """Print what the release records until it is in `expect` and has recorded something
+        past audit entry `after` (the signal just sent)."""
         deadline = time.monotonic() + within
         while True:
             log = await self.handle.query("audit_log")
@@ -70,8 +73,10 @@ class Operator:
                     raise DemoFailed(f"{entry['command']} was refused: {entry['reason']}")
                 if entry["stage_after"] != entry["stage_before"] or entry["seq"] == 1:
                     print(f"    -> {entry['stage_after']}{_detail(entry)}")
+                else:
+                    print(f"    ok: {entry['command']}{_detail(entry)}")
             status: dict[str, Any] = await self.handle.query("status")
-            if status["stage"] == expect:
+            if status["stage"] == expect and self.seen > after:
                 return status
             if time.monotonic() > deadline:
                 raise DemoFailed(f"{self.handle.id} stayed in {status['stage']}, wanted {expect}")
@@ -115,7 +120,9 @@ async def run(client: Client, db: asyncpg.Pool, task_queue: str) -> None:
     await second.follow("BUILD_FAILED")
     await second.signal("rebuild", {"actor": "alice", "source": str(SAMPLES / "1.1.0")},
                         "READY_TO_APPLY")
-    await second.signal("apply_release", {"actor": "alice"}, "UNDER_REVIEW")
+    await second.signal("apply_release", {"actor": "alice", "basic_info": {
+        "name": "Coffee Shop", "description": "Order coffee ahead, now with order history"}},
+        "UNDER_REVIEW")
     await second.signal("approve_review", {"actor": "petra", "reviewer": "partner_app",
                                            "comment": "ok"}, "RELEASE_PREPARATION")
     await second.signal("start_whitelist_test", {"actor": "adam",
@@ -151,7 +158,8 @@ async def _release(client: Client, task_queue: str, program: str, version: str, 
 async def _show_rollout(db: asyncpg.Pool, program: str) -> None:
     versions = [await resolve_version(db, program, "gopay", user) for user in SAMPLE_USERS]
     counts = {v: versions.count(v) for v in sorted(set(versions), key=str)}
-    print("    users served: " + ", ".join(f"{v}: {n}/1000" for v, n in counts.items()))
+    served = ", ".join(f"{version} to {n}" for version, n in counts.items())
+    print(f"    resolve_version for {len(SAMPLE_USERS)} users: {served}")
 
 
 async def main() -> None:

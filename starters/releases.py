@@ -7,9 +7,11 @@ Starting the same version twice returns the running release; a version whose rel
 already finished (RELEASED or CANCELED) cannot be started again: release a new version.
 """
 
+import asyncio
+import time
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -23,7 +25,7 @@ from domain.release_id import release_id
 from domain.stages import Stage
 from infra.settings import DEFAULT_TASK_QUEUE
 from workflows import search_attributes as sa
-from workflows.release import WORKFLOW_TYPE
+from workflows.release import STILL_STARTING, WORKFLOW_TYPE
 
 
 class ReleaseAlreadyFinished(Exception):
@@ -45,7 +47,7 @@ async def start_release(
 ) -> WorkflowHandle[Any, Any]:
     workflow_id = release_id_of(request)
     try:
-        return await client.start_workflow(
+        handle = await client.start_workflow(
             WORKFLOW_TYPE,
             request,
             id=workflow_id,
@@ -63,3 +65,19 @@ async def start_release(
         )
     except WorkflowAlreadyStartedError:
         raise ReleaseAlreadyFinished(workflow_id) from None
+    await _until_answering(handle)
+    return handle
+
+
+async def _until_answering(handle: WorkflowHandle[Any, Any], within: float = 10) -> None:
+    """Wait until the release has loaded its target app policy and answers `status`, so callers
+    can query it at once; a catalog outage at start can make that longer than `within`."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            await handle.query("status")
+            return
+        except WorkflowQueryFailedError as error:
+            if STILL_STARTING not in str(error):
+                raise
+        await asyncio.sleep(0.05)

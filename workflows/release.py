@@ -61,6 +61,10 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_TYPE = "MiniProgramRelease"
 COMMAND_REJECTED = "CommandRejected"
+STILL_STARTING = (
+    "the release is still starting (loading its target app policy from the catalog); "
+    "ask again in a moment"
+)
 
 # Catalog writes wait out a database outage rather than give up: the release simply pauses.
 CATALOG_RETRY = RetryPolicy(
@@ -107,7 +111,7 @@ class MiniProgramRelease:
     @property
     def state(self) -> ReleaseState:
         if self._state is None:
-            raise ApplicationError("the release is still starting; ask again in a moment")
+            raise ApplicationError(STILL_STARTING)
         return self._state
 
     # --- queries ------------------------------------------------------------------------
@@ -210,7 +214,7 @@ class MiniProgramRelease:
             message = _failure_message(error)
             await self._system_change(
                 "build_failed", Stage.BUILDING,
-                lambda s: Accepted(build_failed(s, message, workflow.now())),
+                lambda s: Accepted(build_failed(s, message, workflow.now()), note=message),
             )
             return
         await self._system_change(
@@ -231,10 +235,13 @@ class MiniProgramRelease:
             results=list(results),
             created_at=workflow.now(),
         )
+        summary = report.summary()
+        note = (f"{summary.cells} cells: {summary.passed} passed, {summary.warned} warned, "
+                f"{summary.failed} failed")
         await self._system_change(
             "compatibility_tested", Stage.COMPATIBILITY_TESTING,
             lambda s: compatibility_finished(s, report, workflow.now()),
-            report=report,
+            report=report, note=note,
         )
 
     async def _test_cell(self, package: PackageFacts, cell: MatrixCell) -> CellResult:
@@ -356,6 +363,7 @@ class MiniProgramRelease:
         *,
         package: PackageFacts | None = None,
         report: CompatibilityReport | None = None,
+        note: str | None = None,
     ) -> None:
         """Apply a stage change caused by finished work, unless a command moved on meanwhile."""
         async with self._lock:
@@ -364,7 +372,8 @@ class MiniProgramRelease:
                 return
             decision = change(before)
             await self._record(name, None, before, decision.state, accepted=True,
-                               effects=decision.effects, package=package, report=report)
+                               effects=decision.effects, package=package, report=report,
+                               note=note or decision.note)
             self._commit(decision.state)
 
     # --- recording ----------------------------------------------------------------------
