@@ -305,28 +305,39 @@ class MiniProgramRelease:
         """Run one command; returns the refusal, or None when it was accepted."""
         await workflow.wait_condition(lambda: self._state is not None)
         async with self._lock:
-            before = self.state
-            payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
             try:
-                command = parse_command(name, args)
-            except ParseFailure as failure:
-                return await self._refuse(name, failure.actor, failure.reason, payload)
-            roles = await self._roles(command.actor)
-            decision = decide(before, command, roles, workflow.now())
-            if isinstance(decision, Rejected):
-                return await self._refuse(name, command.actor, decision.reason, payload)
-            result = await self._record(
-                name, command.actor, before, decision.state, accepted=True,
-                effects=decision.effects, note=decision.note, payload=payload,
-            )
-            if not result.applied:
-                # The catalog refused the move (another release holds the channel) and has
-                # recorded the refusal itself.
-                return self._remember_refusal(name, command.actor, refusal_reason(result))
-            self._commit(decision.state)
-            if decision.effects.cancel_work and self._work is not None:
-                self._work.cancel()
-            return None
+                return await self._decide_and_apply(name, args)
+            except ActivityError as error:
+                # The catalog refused outright (it retries outages by itself): the command
+                # cannot be carried out, and the release stays as it was.
+                reason = f"the catalog could not take {name}: {_failure_message(error)}"
+                workflow.logger.error("command failed in the catalog",
+                                      extra={"command": name, "reason": reason})
+                return self._remember_refusal(name, None, reason)
+
+    async def _decide_and_apply(self, name: str, args: tuple[Any, ...]) -> LastRejection | None:
+        before = self.state
+        payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
+        try:
+            command = parse_command(name, args)
+        except ParseFailure as failure:
+            return await self._refuse(name, failure.actor, failure.reason, payload)
+        roles = await self._roles(command.actor)
+        decision = decide(before, command, roles, workflow.now())
+        if isinstance(decision, Rejected):
+            return await self._refuse(name, command.actor, decision.reason, payload)
+        result = await self._record(
+            name, command.actor, before, decision.state, accepted=True,
+            effects=decision.effects, note=decision.note, payload=payload,
+        )
+        if not result.applied:
+            # The catalog refused the move (another release holds the channel) and has
+            # recorded the refusal itself.
+            return self._remember_refusal(name, command.actor, refusal_reason(result))
+        self._commit(decision.state)
+        if decision.effects.cancel_work and self._work is not None:
+            self._work.cancel()
+        return None
 
     async def _roles(self, actor: str) -> frozenset[Role]:
         request = self.state.request

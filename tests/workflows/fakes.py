@@ -49,6 +49,7 @@ class FakeCatalog:
     holders: dict[tuple[str, str, str], str] = field(default_factory=dict)
     stable: dict[tuple[str, str, str], str] = field(default_factory=dict)
     failing_cells: set[str] = field(default_factory=set)
+    refused_commands: set[str] = field(default_factory=set)
     build_started: int = 0
 
     @activity.defn(name="load_release_context")
@@ -71,6 +72,9 @@ class FakeCatalog:
     async def record_transition(self, transition: CatalogTransition) -> TransitionResult:
         if any(t.event.event_id == transition.event.event_id for t in self.transitions):
             return TransitionResult(applied=True)
+        if transition.event.command in self.refused_commands:
+            raise ApplicationError("check constraint violated", type="CatalogRejected",
+                                   non_retryable=True)
         release = transition.release
         if release is not None:
             key = (release.mini_program_id, release.target_app, release.environment.value)

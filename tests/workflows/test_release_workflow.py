@@ -370,3 +370,18 @@ async def test_roles_are_read_per_command(releases: Releases, catalog: FakeCatal
     catalog.roles["dev"] = {Role.PROGRAM_ADMIN}
     status = await command(handle, "full_release", actor="dev")
     assert status["stage"] == "RELEASED"
+
+
+async def test_a_command_the_catalog_refuses_changes_nothing(
+    releases: Releases, catalog: FakeCatalog
+):
+    handle = await releases.start()
+    await wait_for_stage(handle, "READY_TO_APPLY")
+    catalog.refused_commands = {"apply_release"}
+    reason = await refused(handle, "apply_release", actor="dev")
+    assert reason.startswith("the catalog could not take apply_release")
+    status = await handle.query("status")
+    assert status["stage"] == "READY_TO_APPLY"
+    catalog.refused_commands = set()
+    status = await command(handle, "apply_release", actor="dev")
+    assert status["stage"] == "UNDER_REVIEW", "the release goes on"
