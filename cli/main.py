@@ -9,10 +9,14 @@ import asyncpg
 from pydantic import ValidationError
 
 from catalog import CatalogError
-from cli import FAILURE, USAGE, CliError, Subcommands, admin
+from cli import FAILURE, USAGE, CliError, Subcommands, admin, history, releases
 
 # Each group adds its subcommands; a new group (e.g. release commands) is one more entry.
-COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (admin.register,)
+COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (
+    releases.register,
+    history.register,
+    admin.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
