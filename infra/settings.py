@@ -35,12 +35,12 @@ class Settings(BaseModel):
     artifact_dir: Path
     log_level: str
     log_format: str
-    metrics_port: int | None
+    metrics_address: str | None
+    """host:port of the worker's Prometheus endpoint (/metrics); unset means no endpoint."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
         env = {**read_env_file(STACK_ENV_FILE), **(environ if environ is not None else os.environ)}
-        metrics_port = env.get("METRICS_PORT")
         return cls(
             temporal_address=env.get("TEMPORAL_ADDRESS") or None,
             temporal_namespace=env.get("TEMPORAL_NAMESPACE") or None,
@@ -49,7 +49,7 @@ class Settings(BaseModel):
             artifact_dir=Path(env.get("ARTIFACT_DIR") or DATA_DIR / "artifacts"),
             log_level=env.get("LOG_LEVEL") or "INFO",
             log_format=env.get("LOG_FORMAT") or "json",
-            metrics_port=int(metrics_port) if metrics_port else None,
+            metrics_address=env.get("METRICS_ADDRESS") or None,
         )
 
     def require_database_url(self) -> str:

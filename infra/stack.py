@@ -44,6 +44,7 @@ def up() -> dict[str, str]:
         "TEMPORAL_UI_URL": os.environ.get("TEMPORAL_UI_URL")
         or (f"http://localhost:{TEMPORAL_UI_PORT}" if _running(TEMPORAL_PID) else ""),
         "ARTIFACT_DIR": os.environ.get("ARTIFACT_DIR") or str((DATA_DIR / "artifacts").resolve()),
+        "METRICS_ADDRESS": os.environ.get("METRICS_ADDRESS") or "127.0.0.1:9464",
     }
     asyncio.run(apply_migrations(stack["DATABASE_URL"]))
     STACK_ENV_FILE.write_text("".join(f"{key}={value}\n" for key, value in stack.items()))

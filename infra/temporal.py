@@ -16,6 +16,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from infra.settings import Settings
 from workflows import search_attributes
@@ -34,10 +35,17 @@ def connect_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-async def connect(settings: Settings) -> Client:
+def metrics_runtime(address: str) -> Runtime:
+    """A runtime exporting the SDK's metrics, and those workflows record, for Prometheus."""
+    return Runtime(telemetry=TelemetryConfig(
+        metrics=PrometheusConfig(bind_address=address, durations_as_seconds=True)
+    ))
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     config = connect_config(settings)
     try:
-        return await Client.connect(**config, data_converter=DATA_CONVERTER)
+        return await Client.connect(**config, data_converter=DATA_CONVERTER, runtime=runtime)
     except RuntimeError as error:
         raise ConnectionError(
             f"cannot reach Temporal at {config['target_host']} "
@@ -52,11 +60,18 @@ def search_attribute_types() -> dict[str, "IndexedValueType.ValueType"]:
     }
 
 
+def search_attribute_type_names() -> dict[str, str]:
+    """Name -> type as the `temporal` CLI spells it (Keyword, Int, Datetime)."""
+    return {
+        name: IndexedValueType.Name(kind).removeprefix("INDEXED_VALUE_TYPE_").title()
+        for name, kind in search_attribute_types().items()
+    }
+
+
 def search_attribute_flags() -> list[str]:
     """`temporal server start-dev` arguments that register the release search attributes."""
     flags = []
-    for name, kind in search_attribute_types().items():
-        type_name = "Int" if kind == IndexedValueType.INDEXED_VALUE_TYPE_INT else "Keyword"
+    for name, type_name in search_attribute_type_names().items():
         flags += ["--search-attribute", f"{name}={type_name}"]
     return flags
 

@@ -19,7 +19,7 @@ from activities.compatibility import CompatibilityActivities, load_tables
 from catalog.db import apply_migrations, create_pool
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings
-from infra.temporal import connect
+from infra.temporal import connect, metrics_runtime
 from workers.log_context import LogContextInterceptor
 from workflows.release import MiniProgramRelease
 
@@ -48,13 +48,16 @@ def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Work
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    client = await connect(settings)
+    runtime = metrics_runtime(settings.metrics_address) if settings.metrics_address else None
+    client = await connect(settings, runtime)
     pool = await create_pool(settings.require_database_url())
     try:
         await apply_migrations(pool)
         worker = build_worker(client, settings, pool)
         log.info("worker started", task_queue=settings.task_queue,
-                 namespace=client.namespace, artifact_dir=str(settings.artifact_dir))
+                 namespace=client.namespace, artifact_dir=str(settings.artifact_dir),
+                 metrics=f"http://{settings.metrics_address}/metrics"
+                 if settings.metrics_address else None)
         running = asyncio.create_task(worker.run())
         await stop.wait()
         log.info("worker draining", timeout_seconds=GRACEFUL_SHUTDOWN.total_seconds())

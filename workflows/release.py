@@ -87,6 +87,13 @@ class MiniProgramRelease:
         # Commands and stage changes made by finished work apply one at a time.
         self._lock = asyncio.Lock()
         self._work: asyncio.Task[None] | None = None
+        meter = workflow.metric_meter()
+        self._commands = meter.create_counter(
+            "mpr_release_commands", "Commands received by releases, by name and outcome"
+        )
+        self._stages = meter.create_counter(
+            "mpr_release_stage_reached", "Times a release entered a stage"
+        )
         for name in COMMANDS:
             workflow.set_signal_handler(name, self._signal_handler(name))
             workflow.set_update_handler(name, self._update_handler(name))
@@ -306,16 +313,19 @@ class MiniProgramRelease:
         await workflow.wait_condition(lambda: self._state is not None)
         async with self._lock:
             try:
-                return await self._decide_and_apply(name, args)
+                refusal = await self._apply_command(name, args)
             except ActivityError as error:
                 # The catalog refused outright (it retries outages by itself): the command
                 # cannot be carried out, and the release stays as it was.
                 reason = f"the catalog could not take {name}: {_failure_message(error)}"
                 workflow.logger.error("command failed in the catalog",
                                       extra={"command": name, "reason": reason})
-                return self._remember_refusal(name, None, reason)
+                refusal = self._remember_refusal(name, None, reason)
+        self._commands.add(1, {"command": name if name in COMMANDS else "unknown",
+                               "outcome": "accepted" if refusal is None else "refused"})
+        return refusal
 
-    async def _decide_and_apply(self, name: str, args: tuple[Any, ...]) -> LastRejection | None:
+    async def _apply_command(self, name: str, args: tuple[Any, ...]) -> LastRejection | None:
         before = self.state
         payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
         try:
@@ -464,6 +474,9 @@ class MiniProgramRelease:
             "audit_count": current.audit_count,
             "last_rejection": current.last_rejection,
         })
+        if state.stage != current.stage:
+            self._stages.add(1, {"stage": state.stage.value,
+                                 "target_app": state.request.target_app})
         if moved:
             workflow.logger.info(
                 "release moved",
@@ -482,6 +495,7 @@ class MiniProgramRelease:
             sa.RELEASE_ENVIRONMENT.value_set(request.environment.value),
             sa.RELEASE_STAGE.value_set(state.stage.value),
             sa.GRAYSCALE_PERCENT.value_set(state.percent),
+            sa.RELEASE_STAGE_CHANGED_AT.value_set(state.stage_changed_at),
         ])
 
 

@@ -8,6 +8,8 @@ TARGET_APP = SearchAttributeKey.for_keyword("TargetApp")
 RELEASE_ENVIRONMENT = SearchAttributeKey.for_keyword("ReleaseEnvironment")
 RELEASE_STAGE = SearchAttributeKey.for_keyword("ReleaseStage")
 GRAYSCALE_PERCENT = SearchAttributeKey.for_int("GrayscalePercent")
+# When the release entered its current stage: finds releases stuck in a stage.
+RELEASE_STAGE_CHANGED_AT = SearchAttributeKey.for_datetime("ReleaseStageChangedAt")
 
 ALL = (
     MINI_PROGRAM_ID,
@@ -16,4 +18,5 @@ ALL = (
     RELEASE_ENVIRONMENT,
     RELEASE_STAGE,
     GRAYSCALE_PERCENT,
+    RELEASE_STAGE_CHANGED_AT,
 )

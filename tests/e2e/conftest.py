@@ -111,6 +111,7 @@ async def worker(
         "DATABASE_URL": e2e_database_url,
         "ARTIFACT_DIR": str(base / "artifacts"),
         "MPR_DATA_DIR": str(base / "data"),
+        "METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
     }
     log_file = base / "worker.log"
     process = start_worker(env, log_file)

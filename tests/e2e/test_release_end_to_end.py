@@ -3,13 +3,21 @@ real `temporal` CLI sending the signals, updates and queries operators type."""
 
 import asyncio
 import json
+import re
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+import pytest
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 
 from catalog.releases import get_release, list_events
 from catalog.rollout import resolve_version
@@ -242,3 +250,20 @@ async def test_thousands_of_commands_continue_as_new_without_losing_one(
     status = await handle.execute_update("apply_release", {"actor": "dev"})
     assert status["stage"] == "UNDER_REVIEW" and status["audit_count"] == 4 + count
     await handle.execute_update("cancel_release", {"actor": "owner"})
+
+
+async def test_worker_exposes_prometheus_metrics(worker: WorkerProcess, client: Client) -> None:
+    handle = await start_release(client, request(new_program(), "1.0.0"),
+                                 worker.env["TEMPORAL_TASK_QUEUE"])
+    await wait_for_stage(handle, "READY_TO_APPLY")
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update("full_release", {"actor": "admin"})
+    await handle.execute_update("cancel_release", {"actor": "owner"})
+    url = f"http://{worker.env['METRICS_ADDRESS']}/metrics"
+    metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url).read().decode())
+    assert 'mpr_release_commands{' in metrics
+    assert re.search(r'mpr_release_commands\{[^}]*command="full_release"[^}]*'
+                     r'outcome="refused"', metrics)
+    assert re.search(r'mpr_release_stage_reached\{[^}]*stage="CANCELED"', metrics)
+    assert re.search(r'temporal_activity_execution_latency_bucket\{[^}]*'
+                     r'activity_type="build_package"', metrics)
