@@ -1,0 +1,188 @@
+"""Runs every `temporal` line of the README's operator cookbook against a real dev server, so
+the cookbook cannot rot; checks that every `tctl` line sends what its `temporal` twin sends."""
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+
+from catalog.admin import Membership, add_member, set_target_app
+from catalog.db import create_pool
+from domain.models import Reviewer, Role, StartInput, TargetAppPolicy
+from infra.servers import temporal_binary
+from starters.releases import start_release
+from tests.e2e.conftest import WorkerProcess
+from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
+
+ROOT = Path(__file__).resolve().parents[2]
+# Cookbook releases go to an app that allows everything on a first release, so that each
+# example can be tried on a fresh release; the lines themselves name GoPay.
+APP = "cookbook-app"
+WORKSPACE = "ws-cookbook"
+ONE_CELL = {"operating_systems": ["ios"], "networks": ["wifi"], "device_tiers": ["high"]}
+STAGE_NEEDED = {
+    "update_config": "READY_TO_APPLY",
+    "rebuild": "READY_TO_APPLY",
+    "retest_compatibility": "READY_TO_APPLY",
+    "apply_release": "READY_TO_APPLY",
+    "approve_review": "UNDER_REVIEW",
+    "reject_review": "UNDER_REVIEW",
+    "start_whitelist_test": "RELEASE_PREPARATION",
+    "set_grayscale": "RELEASE_PREPARATION",
+    "full_release": "RELEASE_PREPARATION",
+    "cancel_grayscale": "GRAYSCALE",
+    "reset_grayscale": "GRAYSCALE",
+    "cancel_release": "READY_TO_APPLY",
+}
+ROUTE = [  # how a fresh release is brought to each stage
+    ("READY_TO_APPLY", None, {}),
+    ("UNDER_REVIEW", "apply_release", {"actor": "alice"}),
+    ("RELEASE_PREPARATION", "approve_review", {"actor": "petra", "reviewer": "partner_app"}),
+    ("GRAYSCALE", "set_grayscale", {"actor": "adam", "percent": 2}),
+]
+
+
+def cookbook() -> dict[str, list[str]]:
+    """Command lines of the cookbook, grouped under the `# name:` comment that heads them."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Operator cookbook", 1)[1].split("\n## ", 1)[0]
+    groups: dict[str, list[str]] = {}
+    current: str | None = None
+    for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("# "):
+                current = line[2:].split(":")[0]
+                groups[current] = []
+            elif current and line.startswith(("temporal ", "tctl ")):
+                groups[current].append(line)
+    return groups
+
+
+COOKBOOK = cookbook()
+
+
+def option(line: str, name: str) -> str:
+    words = shlex.split(line)
+    return words[words.index(name) + 1]
+
+
+def localise(line: str, program: str) -> str:
+    """The cookbook's example names, made to point at this test's release and samples."""
+    source = "\0source\0"  # keeps the samples path out of the program id replacement
+    return (line.replace("/srv/mini-programs/coffee-shop", source)
+            .replace("coffee-shop", program)
+            .replace("demo-workspace", WORKSPACE)
+            .replace("gopay", APP)
+            .replace(source, str(SAMPLES)))
+
+
+def run(line: str, release: str, worker: WorkerProcess) -> subprocess.CompletedProcess[str]:
+    assert line.startswith("temporal ")
+    env = {**os.environ, "RELEASE": release, "TEMPORAL_ADDRESS": worker.env["TEMPORAL_ADDRESS"],
+           "TEMPORAL_NAMESPACE": "default"}
+    command = line.replace("temporal ", shlex.quote(temporal_binary()) + " ", 1)
+    command = command.replace("--task-queue mini-program-release",
+                              f"--task-queue {worker.env['TEMPORAL_TASK_QUEUE']}")
+    return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture(scope="module")
+async def cookbook_members(e2e_database_url: str) -> None:
+    pool = await create_pool(e2e_database_url)
+    await set_target_app(pool, TargetAppPolicy(
+        target_app=APP, required_reviewers=[Reviewer.PARTNER_APP],
+        first_release_full_only=False, whitelist_allowed=True))
+    for user, role in (("alice", Role.DEVELOPER), ("adam", Role.ADMIN), ("olga", Role.OWNER)):
+        await add_member(pool, Membership(workspace_id=WORKSPACE, user_id=user, role=role))
+    await add_member(pool, Membership(workspace_id="ops", user_id="petra",
+                                      role=Role.PARTNER_REVIEWER, target_app=APP))
+    await pool.close()
+
+
+async def release_in(client: Client, worker: WorkerProcess, stage: str) -> WorkflowHandle[Any, Any]:
+    program = f"cookbook-{uuid.uuid4().hex[:8]}"
+    request = StartInput(mini_program_id=program, version="1.1.0", target_app=APP,
+                         workspace_id=WORKSPACE, requested_by="alice",
+                         source=str(SAMPLES / "1.1.0"),
+                         config={"basic_info": {"name": "Coffee Shop"}, "compatibility": ONE_CELL})
+    handle = await start_release(client, request, worker.env["TEMPORAL_TASK_QUEUE"])
+    for reached, command, payload in ROUTE:
+        if command:
+            await handle.execute_update(command, payload)
+        await wait_for_stage(handle, reached)
+        if reached == stage:
+            return handle
+    raise AssertionError(f"no route to {stage}")
+
+
+def test_the_cookbook_covers_every_command() -> None:
+    assert set(STAGE_NEEDED) <= set(COOKBOOK)
+    for name in STAGE_NEEDED:
+        kinds = [" ".join(line.split()[:3]) for line in COOKBOOK[name]]
+        assert kinds == ["temporal workflow update", "temporal workflow signal",
+                         "tctl workflow signal"], name
+
+
+@pytest.mark.parametrize("name", list(STAGE_NEEDED))
+async def test_cookbook_command(name: str, worker: WorkerProcess, client: Client,
+                                cookbook_members: None) -> None:
+    update_line, signal_line, tctl_line = COOKBOOK[name]
+    payloads = {json.loads(option(line, "--input")) == json.loads(option(update_line, "--input"))
+                for line in (signal_line, tctl_line)}
+    assert payloads == {True}, "update, signal and tctl lines send the same payload"
+    assert option(tctl_line, "--name") == option(signal_line, "--name") == name
+
+    for_update, for_signal = await asyncio.gather(
+        release_in(client, worker, STAGE_NEEDED[name]),
+        release_in(client, worker, STAGE_NEEDED[name]),
+    )
+    result = run(localise(update_line, "x"), for_update.id, worker)
+    assert result.returncode == 0, result.stderr
+
+    result = run(localise(signal_line, "x"), for_signal.id, worker)
+    assert result.returncode == 0, result.stderr
+    for _ in range(100):
+        entries = (await for_signal.query("audit_log"))["entries"]
+        mine = [entry for entry in entries if entry["command"] == name and entry["actor"]]
+        if mine:
+            assert mine[-1]["accepted"], mine[-1]["reason"]
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the {name} signal was never recorded")
+
+
+async def test_cookbook_start_queries_and_lists(
+    worker: WorkerProcess, client: Client, cookbook_members: None
+) -> None:
+    program = f"cookbook-{uuid.uuid4().hex[:8]}"
+    release = f"release:{program}:1.1.0:{APP}:production"
+    start_line, tctl_start = COOKBOOK["start"]
+    assert json.loads(option(start_line, "--input")) == json.loads(option(tctl_start, "--input"))
+    for _ in range(2):  # starting a running release again returns it
+        result = run(localise(start_line, program), release, worker)
+        assert result.returncode == 0, result.stderr
+    await wait_for_stage(client.get_workflow_handle(release), "READY_TO_APPLY")
+
+    for line in COOKBOOK["queries"] + COOKBOOK["list"]:
+        if line.startswith("tctl "):
+            continue
+        result = run(localise(line, program), release, worker)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+    status = run(COOKBOOK["queries"][0], release, worker).stdout
+    assert "READY_TO_APPLY" in status
+    listed = run(localise(COOKBOOK["list"][2], program), release, worker).stdout
+    assert release in listed
+    tctl_queries = {option(line, "--query_type") for line in COOKBOOK["queries"]
+                    if line.startswith("tctl ")}
+    assert tctl_queries <= {"status", "compatibility_report", "audit_log"}
