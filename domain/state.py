@@ -19,6 +19,7 @@ from domain.models import (
     StartInput,
     TargetAppPolicy,
 )
+from domain.records import ReleaseRow
 from domain.stages import Stage
 
 # The audit log lives in full in the catalog; the workflow keeps the most recent entries so
@@ -81,6 +82,23 @@ class ReleaseState(BaseModel):
             candidate_release_id=self.release_id if candidate else None,
             percent=self.percent if candidate else 0,
             whitelist=list(self.whitelist) if candidate else [],
+        )
+
+    def catalog_row(self) -> ReleaseRow:
+        request = self.request
+        return ReleaseRow(
+            release_id=self.release_id,
+            mini_program_id=request.mini_program_id,
+            version=request.version,
+            target_app=request.target_app,
+            environment=request.environment,
+            workspace_id=request.workspace_id,
+            requested_by=request.requested_by,
+            stage=self.stage,
+            percent=self.percent,
+            package_sha256=self.package.sha256 if self.package else None,
+            first_release=self.first_release,
+            at=self.updated_at,
         )
 
     def status(self) -> "ReleaseStatus":

@@ -40,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.records import (
         CatalogTransition,
         ReleaseEvent,
-        ReleaseRow,
         ReviewRound,
         TransitionResult,
     )
@@ -432,7 +431,7 @@ class MiniProgramRelease:
         )
         transition = CatalogTransition(
             event=event,
-            release=release_row(after) if accepted else None,
+            release=after.catalog_row() if accepted else None,
             open_reviews=(
                 ReviewRound(round=after.review_round, organisations=after.policy.required_reviewers)
                 if effects.open_review_round else None
@@ -497,24 +496,6 @@ class MiniProgramRelease:
             sa.GRAYSCALE_PERCENT.value_set(state.percent),
             sa.RELEASE_STAGE_CHANGED_AT.value_set(state.stage_changed_at),
         ])
-
-
-def release_row(state: ReleaseState) -> ReleaseRow:
-    request = state.request
-    return ReleaseRow(
-        release_id=state.release_id,
-        mini_program_id=request.mini_program_id,
-        version=request.version,
-        target_app=request.target_app,
-        environment=request.environment,
-        workspace_id=request.workspace_id,
-        requested_by=request.requested_by,
-        stage=state.stage,
-        percent=state.percent,
-        package_sha256=state.package.sha256 if state.package else None,
-        first_release=state.first_release,
-        at=state.updated_at,
-    )
 
 
 def refusal_reason(result: TransitionResult) -> str:
