@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from catalog.db import apply_migrations
+from infra.entrypoint import run_and_exit
 from infra.servers import (
     process_alive,
     start_postgres,
@@ -131,4 +132,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_and_exit(main)

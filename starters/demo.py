@@ -25,6 +25,7 @@ from catalog.db import create_pool
 from catalog.releases import get_release
 from catalog.rollout import resolve_version
 from domain.models import Role, StartInput
+from infra.entrypoint import run_and_exit
 from infra.settings import STACK_ENV_FILE, Settings, read_env_file
 from infra.temporal import connect
 from starters.releases import start_release
@@ -87,7 +88,7 @@ def _detail(entry: dict[str, Any]) -> str:
     return f"   ({entry['reason']})" if entry.get("reason") else ""
 
 
-async def run(client: Client, db: asyncpg.Pool, task_queue: str) -> None:
+async def release_two_versions(client: Client, db: asyncpg.Pool, task_queue: str) -> None:
     program = f"coffee-shop-{uuid.uuid4().hex[:6]}"
     for user, role in PEOPLE.items():
         target_app = "gopay" if role is Role.PARTNER_REVIEWER else ""
@@ -167,7 +168,7 @@ async def main() -> None:
     client = await connect(settings)
     db = await create_pool(settings.require_database_url())
     try:
-        await run(client, db, settings.task_queue)
+        await release_two_versions(client, db, settings.task_queue)
     finally:
         await db.close()
     ui = read_env_file(STACK_ENV_FILE).get("TEMPORAL_UI_URL")
@@ -175,9 +176,14 @@ async def main() -> None:
         print(f"\nThe releases are in the Temporal Web UI: {ui}  (`make down` stops the stack)")
 
 
-if __name__ == "__main__":
+def demo() -> int:
     try:
         asyncio.run(main())
     except (DemoFailed, ConnectionError, RuntimeError) as error:
         print(f"demo failed: {error}", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    run_and_exit(demo)

@@ -17,6 +17,7 @@ from activities.build import BuildActivities
 from activities.catalog import CatalogActivities
 from activities.compatibility import CompatibilityActivities, load_tables
 from catalog.db import apply_migrations, create_pool
+from infra.entrypoint import run_and_exit
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings
 from infra.temporal import connect, metrics_runtime
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_and_exit(main)
