@@ -1,21 +1,59 @@
-"""The `mpr` entry point: the top-level parser, and the one place errors become exit codes."""
+"""The `mpr` entry point: the top-level parser, and the one place errors become exit codes.
+
+Exit codes:
+
+    0    done
+    1    failure: Temporal or the catalog cannot be reached, the release failed, anything else
+    2    usage: bad arguments or invalid input; nothing was sent
+    3    refused: the release refused the command (wrong stage, not authorised, off the
+         ladder...; the reason is printed), or it has already finished
+    4    not found: no such release (workflow) in the namespace
+    5    timed out waiting for a stage (`mpr start --wait`)
+    130  interrupted (Ctrl-C)
+
+Every error is one line on stderr, `mpr: ...`, never a traceback.
+"""
 
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn
 
 import asyncpg
 from pydantic import ValidationError
+from temporalio.exceptions import TemporalError
+from temporalio.service import RPCError, RPCStatusCode
 
 from catalog import CatalogError
 from cli import FAILURE, USAGE, CliError, Subcommands, admin, history, releases
+from infra.entrypoint import run_and_exit
+from starters.client import (
+    CommandRefused,
+    ReleaseClientError,
+    ReleaseFinished,
+    ReleaseNotFound,
+    StageTimeout,
+)
 
-# Each group adds its subcommands; a new group (e.g. release commands) is one more entry.
+REFUSED = 3
+NOT_FOUND = 4
+TIMED_OUT = 5
+INTERRUPTED = 130
+CANCELLATION_GRACE_SECONDS = 0.1
+
+# Each group adds its subcommands; a new group is one more entry.
 COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (
     releases.register,
     history.register,
     admin.register,
+)
+
+CLIENT_ERROR_CODES: tuple[tuple[type[ReleaseClientError], int], ...] = (
+    (CommandRefused, REFUSED),
+    (ReleaseFinished, REFUSED),
+    (ReleaseNotFound, NOT_FOUND),
+    (StageTimeout, TIMED_OUT),
 )
 
 
@@ -42,11 +80,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse has printed usage or help already
         return exit_.code if isinstance(exit_.code, int) else USAGE
     try:
-        asyncio.run(args.handler(args))
+        _run(args.handler(args))
+    except KeyboardInterrupt:
+        return INTERRUPTED
     except CliError as error:
         return _fail(str(error), error.exit_code)
     except ValidationError as error:
         return _fail(f"invalid input: {_describe(error)}", USAGE)
+    except ReleaseClientError as error:
+        return _fail(str(error), _client_error_code(error))
+    except ConnectionError as error:  # infra.temporal.connect: the message names the address
+        return _fail(str(error), FAILURE)
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:  # the server's message names the id
+            return _fail(error.message, NOT_FOUND)
+        return _fail(f"Temporal refused the request ({error.status.name}): {error.message}",
+                     FAILURE)
+    except TemporalError as error:  # a query or update that failed inside the workflow
+        cause = f": {error.__cause__}" if error.__cause__ else ""
+        return _fail(f"Temporal: {error}{cause}", FAILURE)
     except CatalogError as error:
         return _fail(str(error), FAILURE)
     except asyncpg.UndefinedTableError as error:
@@ -56,10 +108,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _run(command: Coroutine[Any, Any, None]) -> None:
+    with asyncio.Runner() as runner:
+        try:
+            runner.run(command)
+        except BaseException:
+            # An interrupted or failed command may have cancelled Temporal calls in flight (the
+            # long poll of `mpr watch` or `--wait`). Temporal's Rust core completes their
+            # cancellation on this loop: closing it at once can deadlock the interpreter's exit.
+            runner.run(asyncio.sleep(CANCELLATION_GRACE_SECONDS))
+            raise
+
+
+def _client_error_code(error: ReleaseClientError) -> int:
+    return next((code for kind, code in CLIENT_ERROR_CODES if isinstance(error, kind)), FAILURE)
+
+
 def _fail(message: str, exit_code: int) -> int:
-    print(f"mpr: {message}", file=sys.stderr)
+    print(f"mpr: {' '.join(message.splitlines())}", file=sys.stderr)
     return exit_code
 
 
+def entry() -> NoReturn:
+    """The `mpr` console script."""
+    run_and_exit(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

