@@ -11,6 +11,7 @@ from datetime import timedelta
 import asyncpg
 from temporalio import workflow
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.build import BuildActivities
@@ -20,7 +21,7 @@ from catalog.db import apply_migrations, create_pool
 from infra.entrypoint import run_and_exit
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings
-from infra.temporal import connect, metrics_runtime
+from infra.temporal import connect, metrics_runtime, register_search_attributes
 from workers.log_context import LogContextInterceptor
 from workflows.release import MiniProgramRelease
 
@@ -54,6 +55,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.require_database_url())
     try:
         await apply_migrations(pool)
+        await ensure_search_attributes(client)
         worker = build_worker(client, settings, pool)
         log.info("worker started", task_queue=settings.task_queue,
                  namespace=client.namespace, artifact_dir=str(settings.artifact_dir),
@@ -67,6 +69,21 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         await pool.close()
     log.info("worker stopped")
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Workflow tasks fail while a search attribute they set is unknown to the namespace, so
+    the worker makes sure of them first (a server kept from an older version may lack some)."""
+    try:
+        added = await register_search_attributes(client)
+    except RPCError as error:
+        raise SystemExit(
+            f"cannot check or register the release search attributes in namespace "
+            f"{client.namespace}: {error.message}; register them with "
+            "`temporal operator search-attribute create` (see docker-compose.yml)"
+        ) from error
+    if added:
+        log.info("search attributes registered", names=added)
 
 
 def main() -> None:
