@@ -1,30 +1,12 @@
 """`mpr` run in-process against the test database, as an operator would type it."""
 
-import asyncio
-import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 
-from cli.main import main
 from tests.catalog.factories import Release, to_released
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Mpr = Callable[..., Awaitable[Run]]
+from tests.mpr_runner import Mpr, mpr_runner
 
 
 @pytest.fixture
@@ -35,25 +17,7 @@ def mpr(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> Mpr:
-    """Run `mpr ARGS...`; main() runs its own event loop, so it gets a thread of its own."""
-    monkeypatch.setenv("DATABASE_URL", postgres_url)
-    # A developer's `make up` stack must not leak into the tests.
-    monkeypatch.setattr("infra.settings.STACK_ENV_FILE", tmp_path / "stack.env")
-
-    async def run(*args: str) -> Run:
-        capsys.readouterr()
-        code = await asyncio.to_thread(main, list(args))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-def one_line_error(run: Run, code: int) -> str:
-    assert run.code == code
-    assert run.err.startswith("mpr: ") and run.err.count("\n") == 1
-    assert "Traceback" not in run.err
-    return run.err
+    return mpr_runner({"DATABASE_URL": postgres_url}, monkeypatch, capsys, tmp_path)
 
 
 # --- members ---------------------------------------------------------------------------------
@@ -109,7 +73,7 @@ async def test_members_are_granted_listed_and_revoked(mpr: Mpr) -> None:
     absent = await mpr(
         "admin", "member", "remove", "--workspace", "ws", "--user", "alice", "--role", "developer"
     )
-    assert "no such membership" in one_line_error(absent, 1)
+    assert "no such membership" in absent.error(1)
 
 
 async def test_an_empty_listing_says_so(mpr: Mpr) -> None:
@@ -131,7 +95,7 @@ async def test_membership_mistakes_are_usage_errors(
 ) -> None:
     run = await mpr("admin", "member", "add", "--workspace", "ws", "--user", "u", *args)
 
-    assert message in one_line_error(run, 2)
+    assert message in run.error(2)
 
 
 async def test_an_invalid_role_is_a_usage_error(mpr: Mpr) -> None:
@@ -158,7 +122,7 @@ async def test_a_partner_reviewer_of_an_unknown_app_is_refused(
         "wechat",
     )
 
-    assert one_line_error(run, 1) == (
+    assert run.error(1) == (
         "mpr: unknown target app 'wechat'; known target apps: alipaycn, dana, gcash, gopay\n"
     )
 
@@ -264,7 +228,7 @@ async def test_an_unreachable_database_is_named_without_its_password(
 
     run = await mpr("admin", "target-app", "list")
 
-    error = one_line_error(run, 1)
+    error = run.error(1)
     assert "cannot reach the catalog database at postgresql://mpr:***@127.0.0.1:1/catalog" in error
     assert "s3cret" not in error
 
@@ -276,4 +240,4 @@ async def test_a_missing_database_url_says_how_to_set_one(
 
     run = await mpr("resolve", "--program", "p", "--app", "gopay", "--user", "u")
 
-    assert "DATABASE_URL is not set" in one_line_error(run, 1)
+    assert "DATABASE_URL is not set" in run.error(1)

@@ -18,7 +18,8 @@ from cli.releases import WatchDisplay
 from domain.stages import Stage
 from infra.servers import free_port
 from starters.client import ReleaseClient, ReleaseRef, StageChange
-from tests.cli.conftest import SAMPLES, Mpr, new_program, start_input
+from tests.cli.conftest import SAMPLES, new_program, start_input
+from tests.mpr_runner import Mpr
 from tests.stack import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]

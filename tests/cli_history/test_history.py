@@ -5,7 +5,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,22 +13,13 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from cli.main import NOT_FOUND, main
+from cli.main import NOT_FOUND
 from domain.models import StartInput
 from infra.servers import free_port
 from starters.releases import start_release
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
+from tests.mpr_runner import Mpr, mpr_runner
 from tests.stack import TemporalCli, WorkerProcess
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-Mpr = Callable[..., Awaitable[Run]]
 
 
 @pytest.fixture
@@ -38,26 +29,9 @@ def mpr(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> Mpr:
-    """Run `mpr ARGS...` in-process; main() runs its own event loop, so in a thread."""
-    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE"):
-        monkeypatch.setenv(name, worker.env[name])
-    # A developer's `make up` stack must not leak into the tests.
-    monkeypatch.setattr("infra.settings.STACK_ENV_FILE", tmp_path / "stack.env")
-
-    async def run(*args: str) -> Run:
-        capsys.readouterr()
-        code = await asyncio.to_thread(main, list(args))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-def one_line_error(run: Run, code: int) -> str:
-    assert run.code == code, run
-    assert run.err.startswith("mpr: ") and run.err.count("\n") == 1, run.err
-    assert "Traceback" not in run.err
-    return run.err
+    env = {name: worker.env[name]
+           for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE")}
+    return mpr_runner(env, monkeypatch, capsys, tmp_path)
 
 
 def start_input(program: str) -> StartInput:
@@ -188,23 +162,23 @@ async def test_json_is_exactly_what_temporal_workflow_show_writes(
 
 async def test_unknown_release_is_not_found(mpr: Mpr) -> None:
     missing = f"release:nothing-{uuid.uuid4().hex[:6]}:1.0.0:gopay:production"
-    error = one_line_error(await mpr("history", missing), NOT_FOUND)
+    error = (await mpr("history", missing)).error(NOT_FOUND)
     assert missing in error and "namespace default" in error
 
 
 async def test_unreachable_server_is_named(mpr: Mpr, monkeypatch: pytest.MonkeyPatch) -> None:
     address = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("TEMPORAL_ADDRESS", address)
-    error = one_line_error(await mpr("history", "release:x:1.0.0:gopay:production"), 1)
+    error = (await mpr("history", "release:x:1.0.0:gopay:production")).error(1)
     assert f"cannot reach Temporal at {address}" in error
 
 
 async def test_release_must_be_named_one_way(mpr: Mpr) -> None:
-    one_line_error(await mpr("history"), 2)
-    one_line_error(await mpr("history", "release:x:1.0.0:gopay:production", "--program", "x"), 2)
-    one_line_error(await mpr("history", "--program", "x", "--app", "gopay"), 2)
-    one_line_error(await mpr("history", "release:x:1.0.0:gopay:production", "--json",
-                             "--all-runs"), 2)
+    (await mpr("history")).error(2)
+    (await mpr("history", "release:x:1.0.0:gopay:production", "--program", "x")).error(2)
+    (await mpr("history", "--program", "x", "--app", "gopay")).error(2)
+    (await mpr("history", "release:x:1.0.0:gopay:production", "--json",
+                             "--all-runs")).error(2)
 
 
 # --- continue-as-new -------------------------------------------------------------------------
@@ -293,7 +267,7 @@ async def test_replay_finds_the_workflow_id_without_the_file_naming_it(
     assert (await mpr("replay", str(anonymous))).code == 0
     named = await mpr("replay", str(anonymous), "--workflow-id", released.workflow_id)
     assert named.code == 0, named.err
-    error = one_line_error(await mpr("replay", str(anonymous), "--workflow-id", "other"), 1)
+    error = (await mpr("replay", str(anonymous), "--workflow-id", "other")).error(1)
     assert "not deterministic" in error
 
 
@@ -305,7 +279,7 @@ async def test_tampered_history_is_not_deterministic(mpr: Mpr, history_file: Pat
         scheduled["activityType"]["name"] = "load_release_context_v0"
 
     tampered = rewrite(history_file, rename_first_activity)
-    error = one_line_error(await mpr("replay", str(tampered)), 1)
+    error = (await mpr("replay", str(tampered))).error(1)
     assert error.startswith("mpr: not deterministic: ")
     assert "Nondeterminism" in error and "load_release_context_v0" in error
 
@@ -314,14 +288,14 @@ async def test_replay_refuses_what_is_not_a_release_history(
     mpr: Mpr, history_file: Path, tmp_path: Path
 ) -> None:
     missing = tmp_path / "missing.json"
-    assert str(missing) in one_line_error(await mpr("replay", str(missing)), 1)
+    assert str(missing) in (await mpr("replay", str(missing))).error(1)
     garbage = tmp_path / "garbage.json"
     garbage.write_text("Progress:\n  ID  Time  Type\n")
-    assert "is not JSON" in one_line_error(await mpr("replay", str(garbage)), 1)
+    assert "is not JSON" in (await mpr("replay", str(garbage))).error(1)
     other_json = tmp_path / "other.json"
     other_json.write_text('{"workflowExecutionInfo": {}}')
-    assert "is not a workflow history" in one_line_error(await mpr("replay", str(other_json)), 1)
+    assert "is not a workflow history" in (await mpr("replay", str(other_json))).error(1)
     other_type = rewrite(history_file,
                          lambda history: started(history)["workflowType"].update(name="Other"))
-    error = one_line_error(await mpr("replay", str(other_type)), 1)
+    error = (await mpr("replay", str(other_type))).error(1)
     assert "is a history of Other, not MiniProgramRelease" in error
