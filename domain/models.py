@@ -55,6 +55,9 @@ class Role(StrEnum):
     PROGRAM_ADMIN = "program_admin"
     PLATFORM_REVIEWER = "platform_reviewer"
     PARTNER_REVIEWER = "partner_reviewer"
+    # The super app's own operators, who edit and release its mini service page (seed 004).
+    SERVICE_OPERATOR = "service_operator"
+    SERVICE_ADMIN = "service_admin"
 
 
 def _domain(value: str) -> str:
