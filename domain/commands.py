@@ -4,7 +4,8 @@ Signals and updates deliver raw JSON values; parsing them here (never in the SDK
 means a malformed payload becomes a recorded rejection instead of a silently dropped signal.
 """
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -84,6 +85,8 @@ class CancelRelease(Command):
     reason: str | None = Field(default=None, max_length=2000)
 
 
+C = TypeVar("C", bound="Command")
+
 COMMANDS: dict[str, type[Command]] = {
     "update_config": UpdateConfig,
     "rebuild": Rebuild,
@@ -116,9 +119,17 @@ class ParseFailure(Exception):
 
 
 def parse_command(name: str, args: tuple[Any, ...] | list[Any]) -> Command:
-    """Turn the raw arguments of a signal or update into a command, or raise ParseFailure."""
-    if name not in COMMANDS:
-        known = ", ".join(COMMANDS)
+    """Turn the raw arguments of a signal or update into a release command."""
+    return parse(name, args, COMMANDS)
+
+
+def parse(
+    name: str, args: tuple[Any, ...] | list[Any], commands: Mapping[str, type[C]]
+) -> C:
+    """Turn the raw arguments of a signal or update into one of `commands`, or raise
+    ParseFailure with a reason an operator can act on."""
+    if name not in commands:
+        known = ", ".join(commands)
         raise ParseFailure(f"unknown command {name!r}; known commands: {known}", None)
     if len(args) != 1:
         raise ParseFailure(
@@ -131,7 +142,7 @@ def parse_command(name: str, args: tuple[Any, ...] | list[Any]) -> Command:
         )
     actor = payload.get("actor") if isinstance(payload.get("actor"), str) else None
     try:
-        return COMMANDS[name].model_validate(payload)
+        return commands[name].model_validate(payload)
     except ValidationError as error:
         raise ParseFailure(f"invalid {name} payload: {describe(error)}", actor) from None
 

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewRound,
         TransitionResult,
     )
+    from domain.redaction import redact
     from domain.release_id import release_id
     from domain.rules import (
         Accepted,
@@ -161,7 +162,7 @@ class MiniProgramRelease:
                 retry_policy=CATALOG_RETRY,
             )
         except ActivityError as error:
-            raise ApplicationError(_failure_message(error), type="InvalidStartInput") from None
+            raise ApplicationError(failure_message(error), type="InvalidStartInput") from None
         state = start_release(expected, request, context, workflow.now())
         await self._record("start_release", request.requested_by, state, state, accepted=True)
         return self.state
@@ -217,7 +218,7 @@ class MiniProgramRelease:
                 retry_policy=BUILD_RETRY,
             )
         except ActivityError as error:
-            message = _failure_message(error)
+            message = failure_message(error)
             await self._system_change(
                 "build_failed", Stage.BUILDING,
                 lambda s: Accepted(build_failed(s, message, workflow.now()), note=message),
@@ -263,7 +264,7 @@ class MiniProgramRelease:
         except ActivityError as error:
             # A cell that cannot run is a failing cell: the operator sees it and may retest.
             check = CellCheck(name="run", verdict="fail",
-                              detail=f"could not be tested: {_failure_message(error)}")
+                              detail=f"could not be tested: {failure_message(error)}")
             return CellResult(cell=cell, verdict="fail", checks=[check])
 
     async def _cancel_on_request(self) -> None:
@@ -316,7 +317,7 @@ class MiniProgramRelease:
             except ActivityError as error:
                 # The catalog refused outright (it retries outages by itself): the command
                 # cannot be carried out, and the release stays as it was.
-                reason = f"the catalog could not take {name}: {_failure_message(error)}"
+                reason = f"the catalog could not take {name}: {failure_message(error)}"
                 workflow.logger.error("command failed in the catalog",
                                       extra={"command": name, "reason": reason})
                 refusal = self._remember_refusal(name, None, reason)
@@ -502,17 +503,7 @@ def refusal_reason(result: TransitionResult) -> str:
     return result.reason or f"the catalog refused the change (held by {result.blocked_by})"
 
 
-def redact(payload: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Audit payloads keep the shape of a command, not the personal data in it."""
-    if payload is None:
-        return None
-    kept = dict(payload)
-    if isinstance(kept.get("user_ids"), list):
-        kept["user_ids"] = f"<{len(kept['user_ids'])} user ids>"
-    return kept
-
-
-def _failure_message(error: ActivityError) -> str:
+def failure_message(error: ActivityError) -> str:
     cause = error.cause
     if isinstance(cause, ApplicationError):
         return cause.message

@@ -10,6 +10,8 @@ RELEASE_STAGE = SearchAttributeKey.for_keyword("ReleaseStage")
 GRAYSCALE_PERCENT = SearchAttributeKey.for_int("GrayscalePercent")
 # When the release entered its current stage: finds releases stuck in a stage.
 RELEASE_STAGE_CHANGED_AT = SearchAttributeKey.for_datetime("ReleaseStageChangedAt")
+# Mini service versions (which also set TargetApp, to the super app, and GrayscalePercent).
+MINI_SERVICE_STATUS = SearchAttributeKey.for_keyword("MiniServiceStatus")
 
 ALL = (
     MINI_PROGRAM_ID,
@@ -19,4 +21,5 @@ ALL = (
     RELEASE_STAGE,
     GRAYSCALE_PERCENT,
     RELEASE_STAGE_CHANGED_AT,
+    MINI_SERVICE_STATUS,
 )
