@@ -158,7 +158,8 @@ def test_title_validation(payload: dict[str, Any], expected: str) -> None:
 
 
 def test_testers_must_be_distinct_emails() -> None:
-    for testers, problem in ((["x"], "not an email"), (["a@b.co", "a@b.co"], "unique"), ([], "")):
+    for testers, problem in ((["x"], "not an email"), (["a@b.co", "a@b.co"], "unique"),
+                             ([], "at least 1 item")):
         with pytest.raises(ParseFailure, match=problem):
             parse("test", ({"actor": "a", "testers": testers},), SERVICE_COMMANDS)
 
