@@ -60,7 +60,8 @@ from infra.settings import DEFAULT_TASK_QUEUE, Settings
 from infra.temporal import connect, connect_config
 from starters.releases import ReleaseAlreadyFinished, release_id_of, start_release
 from workflows import search_attributes as sa
-from workflows.release import COMMAND_REJECTED, STILL_STARTING, WORKFLOW_TYPE
+from workflows.commands import COMMAND_REJECTED
+from workflows.release import STILL_STARTING, WORKFLOW_TYPE
 
 STARTING_GRACE_SECONDS = 10.0
 STARTING_POLL_SECONDS = 0.1

@@ -8,7 +8,7 @@ catalog transaction.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from temporalio import workflow
@@ -46,12 +46,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.rules import Rejected
     from domain.state import AUDIT_ENTRIES_KEPT
     from workflows import search_attributes as sa
-    from workflows.release import (
-        CATALOG_RETRY,
-        CATALOG_TIMEOUT,
-        COMMAND_REJECTED,
-        failure_message,
-    )
+    from workflows.commands import register_commands
+    from workflows.release import CATALOG_RETRY, CATALOG_TIMEOUT, failure_message
 
 WORKFLOW_TYPE = "MiniServiceRelease"
 ARCHIVED_SIGNAL = "mark_archived"
@@ -63,9 +59,10 @@ class MiniServiceRelease:
     def __init__(self) -> None:
         self._state: MiniServiceState | None = None
         self._lock = asyncio.Lock()
-        for name in SERVICE_COMMANDS:
-            workflow.set_signal_handler(name, self._signal_handler(name))
-            workflow.set_update_handler(name, self._update_handler(name))
+        register_commands(
+            SERVICE_COMMANDS, self._execute, lambda: self.state.status_view(),
+            lambda name: {"command": name, "status": self.state.status},
+        )
         self._commands = workflow.metric_meter().create_counter(
             "mpr_mini_service_commands", "Commands received by mini services, by name and outcome"
         )
@@ -139,23 +136,6 @@ class MiniServiceRelease:
         return self.state
 
     # --- commands -----------------------------------------------------------------------
-
-    def _signal_handler(self, name: str) -> Callable[..., Awaitable[None]]:
-        async def on_signal(*args: Any) -> None:
-            await self._execute(name, args)
-
-        return on_signal
-
-    def _update_handler(self, name: str) -> Callable[..., Awaitable[MiniServiceStatus]]:
-        async def on_update(*args: Any) -> MiniServiceStatus:
-            refusal = await self._execute(name, args)
-            if refusal is not None:
-                raise ApplicationError(
-                    refusal.reason, {"command": name, "status": self.state.status},
-                    type=COMMAND_REJECTED, non_retryable=True)
-            return self.state.status_view()
-
-        return on_update
 
     @workflow.signal(dynamic=True)
     async def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:

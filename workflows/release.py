@@ -8,7 +8,7 @@ command at a time.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -58,9 +58,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.stages import TERMINAL_STAGES, Stage
     from domain.state import AUDIT_ENTRIES_KEPT, AuditLog, ReleaseState, ReleaseStatus, Work
     from workflows import search_attributes as sa
+    from workflows.commands import register_commands
 
 WORKFLOW_TYPE = "MiniProgramRelease"
-COMMAND_REJECTED = "CommandRejected"
 STILL_STARTING = (
     "the release is still starting (loading its target app policy from the catalog); "
     "ask again in a moment"
@@ -94,9 +94,10 @@ class MiniProgramRelease:
         self._stages = meter.create_counter(
             "mpr_release_stage_reached", "Times a release entered a stage"
         )
-        for name in COMMANDS:
-            workflow.set_signal_handler(name, self._signal_handler(name))
-            workflow.set_update_handler(name, self._update_handler(name))
+        register_commands(
+            COMMANDS, self._execute, lambda: self.state.status(),
+            lambda name: {"command": name, "stage": self.state.stage},
+        )
 
     @workflow.run
     async def run(self, request: Any, carried: ReleaseState | None = None) -> ReleaseStatus:
@@ -284,24 +285,6 @@ class MiniProgramRelease:
             self._commit(canceled)
 
     # --- commands -----------------------------------------------------------------------
-
-    def _signal_handler(self, name: str) -> Callable[..., Awaitable[None]]:
-        async def on_signal(*args: Any) -> None:
-            await self._execute(name, args)
-
-        return on_signal
-
-    def _update_handler(self, name: str) -> Callable[..., Awaitable[ReleaseStatus]]:
-        async def on_update(*args: Any) -> ReleaseStatus:
-            refusal = await self._execute(name, args)
-            if refusal is not None:
-                raise ApplicationError(
-                    refusal.reason, {"command": name, "stage": self.state.stage},
-                    type=COMMAND_REJECTED, non_retryable=True,
-                )
-            return self.state.status()
-
-        return on_update
 
     @workflow.signal(dynamic=True)
     async def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
