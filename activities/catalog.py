@@ -35,7 +35,10 @@ REFUSED_WRITES = (
 
 
 @contextmanager
-def _activity_scope(name: str, **ids: str) -> Iterator[None]:
+def activity_scope(name: str, **ids: str) -> Iterator[None]:
+    """Log with the activity's ids; make catalog refusals non-retryable ApplicationErrors.
+
+    Shared by every catalog activity class (releases and mini services)."""
     workflow_id = activity.info().workflow_id if activity.in_activity() else None
     with structlog.contextvars.bound_contextvars(activity=name, workflow_id=workflow_id, **ids):
         try:
@@ -60,7 +63,7 @@ class CatalogActivities:
 
     @activity.defn(name="load_release_context")
     async def load_release_context(self, request: ReleaseContextRequest) -> ReleaseContext:
-        with _activity_scope("load_release_context", release_id=request.release_id):
+        with activity_scope("load_release_context", release_id=request.release_id):
             context = await releases.load_release_context(self._pool, request)
             log.info(
                 "release context loaded",
@@ -74,7 +77,7 @@ class CatalogActivities:
     async def load_actor_roles(self, request: ActorRolesRequest) -> list[Role]:
         # The request names no release; the workflow id is the release id.
         release_id = (activity.info().workflow_id or "") if activity.in_activity() else ""
-        with _activity_scope("load_actor_roles", release_id=release_id):
+        with activity_scope("load_actor_roles", release_id=release_id):
             roles = await releases.load_actor_roles(self._pool, request)
             log.info("actor roles loaded", actor=request.actor, roles=[r.value for r in roles])
             return roles
@@ -82,7 +85,7 @@ class CatalogActivities:
     @activity.defn(name="record_transition")
     async def record_transition(self, transition: CatalogTransition) -> TransitionResult:
         event = transition.event
-        with _activity_scope("record_transition", release_id=event.release_id):
+        with activity_scope("record_transition", release_id=event.release_id):
             result = await releases.record_transition(self._pool, transition)
             log.info(
                 "transition recorded",

@@ -12,6 +12,10 @@ from domain.models import IDENTIFIER, Role, Strict, TargetAppPolicy, UserId
 # Empty means "not scoped"; the table stores '' rather than NULL so it can be in the key.
 OPTIONAL_IDENTIFIER = rf"^(?:{IDENTIFIER[1:-1]})?$"
 
+# Roles held for one target app: its partner reviewers, and the super app's own operators of
+# its mini service page (seed 004).
+TARGET_APP_ROLES = (Role.PARTNER_REVIEWER, Role.SERVICE_OPERATOR, Role.SERVICE_ADMIN)
+
 
 class Membership(Strict):
     """One role of one user, as stored in workspace_members."""
@@ -26,8 +30,9 @@ class Membership(Strict):
     def _scope(self) -> Self:
         if (self.role is Role.PROGRAM_ADMIN) != bool(self.mini_program_id):
             raise ValueError("a mini program is given exactly for the program_admin role")
-        if (self.role is Role.PARTNER_REVIEWER) != bool(self.target_app):
-            raise ValueError("a target app is given exactly for the partner_reviewer role")
+        if (self.role in TARGET_APP_ROLES) != bool(self.target_app):
+            roles = ", ".join(TARGET_APP_ROLES)
+            raise ValueError(f"a target app is given exactly for the roles {roles}")
         return self
 
 

@@ -4,6 +4,7 @@
 import argparse
 
 from catalog.admin import (
+    TARGET_APP_ROLES,
     Membership,
     add_member,
     get_target_app,
@@ -33,7 +34,9 @@ def register(commands: Subcommands) -> None:
 
 
 def _register_members(groups: Subcommands) -> None:
-    member = groups.add_parser("member", help="grant, revoke and list roles")
+    member = groups.add_parser(
+        "member", help="grant, revoke and list roles, a super app's service roles included"
+    )
     actions = member.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, handler, help_text in (
         ("add", _member_add, "grant a role"),
@@ -42,9 +45,18 @@ def _register_members(groups: Subcommands) -> None:
         parser = actions.add_parser(name, help=help_text)
         parser.add_argument("--workspace", required=True)
         parser.add_argument("--user", required=True)
-        parser.add_argument("--role", required=True, choices=[role.value for role in Role])
+        parser.add_argument(
+            "--role",
+            required=True,
+            choices=[role.value for role in Role],
+            help="service_operator and service_admin run a super app's mini service page",
+        )
         parser.add_argument("--mini-program", default="", help="required for program_admin")
-        parser.add_argument("--target-app", default="", help="required for partner_reviewer")
+        parser.add_argument(
+            "--target-app",
+            default="",
+            help=f"the target app (super app); required for {', '.join(TARGET_APP_ROLES)}",
+        )
         add_json_flag(parser)
         parser.set_defaults(handler=handler)
     listing = actions.add_parser("list", help="list memberships")
@@ -56,14 +68,15 @@ def _register_members(groups: Subcommands) -> None:
 
 def _membership(args: argparse.Namespace) -> Membership:
     role = Role(args.role)
-    for flag, value, scoped_role in (
-        ("--mini-program", args.mini_program, Role.PROGRAM_ADMIN),
-        ("--target-app", args.target_app, Role.PARTNER_REVIEWER),
+    for flag, value, scoped_roles in (
+        ("--mini-program", args.mini_program, (Role.PROGRAM_ADMIN,)),
+        ("--target-app", args.target_app, TARGET_APP_ROLES),
     ):
-        if role is scoped_role and not value:
+        if role in scoped_roles and not value:
             raise CliError(f"role {role} needs {flag}", USAGE)
-        if role is not scoped_role and value:
-            raise CliError(f"{flag} applies only to role {scoped_role}", USAGE)
+        if role not in scoped_roles and value:
+            noun = "role" if len(scoped_roles) == 1 else "roles"
+            raise CliError(f"{flag} applies only to {noun} {', '.join(scoped_roles)}", USAGE)
     return Membership(
         workspace_id=args.workspace,
         user_id=args.user,
