@@ -26,7 +26,7 @@ from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from catalog import CatalogError
-from cli import FAILURE, USAGE, CliError, Subcommands, admin, history, releases
+from cli import FAILURE, USAGE, CliError, Subcommands, admin, history, releases, services
 from infra.entrypoint import run_and_exit
 from starters.client import (
     CommandRefused,
@@ -47,6 +47,7 @@ COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (
     releases.register,
     history.register,
     admin.register,
+    services.register,
 )
 
 CLIENT_ERROR_CODES: tuple[tuple[type[ReleaseClientError], int], ...] = (

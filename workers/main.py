@@ -1,7 +1,8 @@
 """The release worker: `python -m workers.main`.
 
-Runs the MiniProgramRelease workflow and its activities on TEMPORAL_TASK_QUEUE until SIGTERM
-or SIGINT, then drains: in-flight activities get the graceful shutdown timeout to finish.
+Runs the MiniProgramRelease and MiniServiceRelease workflows and their activities on
+TEMPORAL_TASK_QUEUE until SIGTERM or SIGINT, then drains: in-flight activities get the graceful
+shutdown timeout to finish.
 """
 
 import asyncio
@@ -17,12 +18,14 @@ from temporalio.worker import Worker
 from activities.build import BuildActivities
 from activities.catalog import CatalogActivities
 from activities.compatibility import CompatibilityActivities, load_tables
+from activities.mini_service_catalog import MiniServiceCatalogActivities
 from catalog.db import apply_migrations, create_pool
 from infra.entrypoint import run_and_exit
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings
 from infra.temporal import connect, metrics_runtime, register_search_attributes
 from workers.log_context import LogContextInterceptor
+from workflows.mini_service import MiniServiceRelease
 from workflows.release import MiniProgramRelease
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
@@ -33,16 +36,21 @@ def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Work
     builds = BuildActivities(settings.artifact_dir)
     compatibility = CompatibilityActivities(load_tables())
     catalog = CatalogActivities(pool)
+    services = MiniServiceCatalogActivities(pool)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[MiniProgramRelease],
+        workflows=[MiniProgramRelease, MiniServiceRelease],
         activities=[
             builds.build_package,
             compatibility.test_compatibility_cell,
             catalog.load_release_context,
             catalog.load_actor_roles,
             catalog.record_transition,
+            services.load_service_context,
+            services.load_service_roles,
+            services.record_service_transition,
+            services.is_service_archived,
         ],
         interceptors=[LogContextInterceptor()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

@@ -1,0 +1,427 @@
+"""The mini service client library: what another Python service imports to run a super app's
+mini service page (seed 004).
+
+    from starters.mini_services import MiniServiceClient, ServiceCommandRefused
+
+    services = await MiniServiceClient.connect(pool)   # pool: the catalog (catalog.db)
+    version = await services.create("gopay", actor="olly")            # a new DRAFT
+    await services.command("gopay", version, "add_section",
+                           {"actor": "olly", "title": {"en": "Food"}})
+    try:
+        await services.command("gopay", version, "release", {"actor": "olly", "percent": 5})
+    except ServiceCommandRefused as refused:
+        print(refused.reason)                       # the workflow's own words
+
+The catalog allocates version numbers, so `create` and `duplicate` need it (as do `history`
+and `resolve`, which read it); everything else talks to Temporal only. Commands go as updates
+and return the status they were accepted in; `signal()` is the fire-and-forget variant.
+
+The errors are ReleaseClientError subclasses, and refusals, unknown and finished versions
+also subclass the release client's CommandRefused, ReleaseNotFound and ReleaseFinished, so
+code (and `mpr`'s exit codes) handling those handles mini services alike.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from catalog.admin import require_target_app
+from catalog.db import Database
+from catalog.mini_services import (
+    NotDuplicable,
+    ServiceResolution,
+    allocate_service_version,
+    duplicable_content,
+    get_service_version,
+    list_service_versions,
+    resolve_mini_service_detail,
+)
+from domain.commands import Command
+from domain.mini_service.commands import SERVICE_COMMANDS
+from domain.mini_service.models import (
+    MiniServiceContent,
+    MiniServiceStatus,
+    Preview,
+    ServiceStart,
+    ServiceStatus,
+    ServiceVersionSummary,
+    mini_service_id,
+)
+from domain.models import IDENTIFIER
+from infra.settings import DEFAULT_TASK_QUEUE, Settings
+from infra.temporal import connect, connect_config
+from starters.client import (
+    STARTING_GRACE_SECONDS,
+    STARTING_POLL_SECONDS,
+    CommandRefused,
+    ReleaseClientError,
+    ReleaseFailed,
+    ReleaseFinished,
+    ReleaseNotFound,
+    ReleaseStarting,
+    TemporalUnreachable,
+)
+from workflows import search_attributes as sa
+from workflows.commands import COMMAND_REJECTED
+from workflows.mini_service import STILL_STARTING, WORKFLOW_TYPE
+
+ID_PREFIX = "mini-service"
+# The version number a start request is validated with before the catalog allocates the real one.
+UNALLOCATED = 1
+
+
+class ServiceRef(BaseModel):
+    """A mini service version by its parts; `workflow_id` is `mini-service:{app}:{n}`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    super_app: str = Field(pattern=IDENTIFIER)
+    version_no: int = Field(ge=1)
+
+    @property
+    def workflow_id(self) -> str:
+        return mini_service_id(self.super_app, self.version_no)
+
+    @classmethod
+    def parse(cls, workflow_id: str) -> "ServiceRef":
+        """The version a workflow id names; ValueError when it is not a mini service id."""
+        prefix, _, rest = workflow_id.partition(":")
+        super_app, _, number = rest.rpartition(":")
+        if prefix != ID_PREFIX or not super_app or not number.isdigit():
+            raise ValueError(f"not a mini service id: {workflow_id!r} "
+                             "(expected mini-service:{super_app}:{version_no})")
+        return cls(super_app=super_app, version_no=int(number))
+
+
+# --- errors ------------------------------------------------------------------------------
+# Each calls Exception.__init__ itself: the release errors' constructors word their messages
+# for releases. The attributes those errors carry are set too, for code that reads them.
+
+
+class MiniServiceClientError(ReleaseClientError):
+    """Base of every failure this library reports on purpose."""
+
+
+class ServiceNotFound(MiniServiceClientError, ReleaseNotFound):
+    def __init__(self, workflow_id: str, namespace: str = "default") -> None:
+        Exception.__init__(self, f"no mini service version {workflow_id} in namespace "
+                                 f"{namespace}")
+        self.workflow_id = self.release_id = workflow_id
+
+
+class ServiceFinished(MiniServiceClientError, ReleaseFinished):
+    """The version's workflow is closed (ARCHIVED or DELETED): it takes no more commands."""
+
+    def __init__(self, workflow_id: str, status: ServiceStatus | None) -> None:
+        where = f" ({status})" if status else ""
+        Exception.__init__(self, f"mini service version {workflow_id} has finished{where}")
+        self.workflow_id = self.release_id = workflow_id
+        self.status = status
+        self.stage = None
+
+
+class ServiceFailed(MiniServiceClientError, ReleaseFailed):
+    """The workflow failed; in practice its start input was refused."""
+
+    def __init__(self, workflow_id: str, reason: str) -> None:
+        Exception.__init__(self, f"mini service version {workflow_id} failed: {reason}")
+        self.workflow_id = self.release_id = workflow_id
+        self.reason = reason
+
+
+class ServiceStarting(MiniServiceClientError, ReleaseStarting):
+    """The version has not loaded its super app's policy yet (a catalog outage makes this
+    last)."""
+
+    def __init__(self, workflow_id: str) -> None:
+        Exception.__init__(self, f"mini service version {workflow_id}: {STILL_STARTING}")
+        self.workflow_id = self.release_id = workflow_id
+
+
+class ServiceCommandRefused(MiniServiceClientError, CommandRefused):
+    def __init__(self, workflow_id: str, command: str, reason: str,
+                 status: ServiceStatus | None) -> None:
+        Exception.__init__(self, f"{command} refused in {status or 'an unknown status'}: "
+                                 f"{reason}")
+        self.workflow_id = self.release_id = workflow_id
+        self.command = command
+        self.reason = reason
+        self.status = status
+        self.stage = None
+
+
+class CatalogNeeded(MiniServiceClientError):
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"{operation} needs the catalog database: give MiniServiceClient a "
+                         "pool (DATABASE_URL)")
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+class MiniServiceClient:
+    def __init__(self, client: Client, db: Database | None = None,
+                 task_queue: str = DEFAULT_TASK_QUEUE, *,
+                 starting_grace: float = STARTING_GRACE_SECONDS) -> None:
+        """`client` must use infra.temporal.DATA_CONVERTER (pydantic); `db` is the catalog,
+        needed by create, duplicate, history and resolve; `starting_grace` is how long calls
+        wait for a version that is still loading its super app's policy."""
+        self._client = client
+        self._db = db
+        self.task_queue = task_queue
+        self._starting_grace = starting_grace
+
+    @classmethod
+    async def connect(cls, db: Database | None = None,
+                      settings: Settings | None = None) -> "MiniServiceClient":
+        settings = settings or Settings.from_env()
+        try:
+            client = await connect(settings)
+        except ConnectionError as error:
+            address = connect_config(settings)["target_host"]
+            raise TemporalUnreachable(address, str(error.__cause__ or error)) from None
+        return cls(client, db, settings.task_queue)
+
+    @property
+    def address(self) -> str:
+        return self._client.service_client.config.target_host
+
+    # --- versions -----------------------------------------------------------------------
+
+    async def create(self, super_app: str, actor: str) -> int:
+        """A new DRAFT version of the super app's page (the four default sections); returns
+        its number once the catalog has it."""
+        return await self._start_new(ServiceStart(super_app=super_app, version_no=UNALLOCATED,
+                                                  created_by=actor))
+
+    async def duplicate(self, super_app: str, from_version: int, actor: str) -> int:
+        """A new DRAFT version with the content of a RELEASED or ARCHIVED version (seed 004).
+
+        ServiceNotFound when that version does not exist, ServiceCommandRefused when it is in
+        another status."""
+        db = self._catalog("duplicate")
+        try:
+            content = await duplicable_content(db, super_app, from_version)
+        except NotDuplicable as error:
+            source = mini_service_id(super_app, from_version)
+            stored = await get_service_version(db, super_app, from_version)
+            if stored is None:
+                raise ServiceNotFound(source, self._client.namespace) from None
+            raise ServiceCommandRefused(source, "duplicate", str(error), stored.status) from None
+        return await self._start_new(ServiceStart(
+            super_app=super_app, version_no=UNALLOCATED, created_by=actor, content=content,
+            duplicated_from=from_version))
+
+    async def start(self, request: ServiceStart) -> None:
+        """Start the workflow of an allocated version number, or find it running (starting
+        the same number twice is one version); returns once the catalog has recorded it.
+
+        ServiceFinished when that version's workflow has already ended, ServiceFailed when
+        the workflow refused its input."""
+        workflow_id = mini_service_id(request.super_app, request.version_no)
+        try:
+            async with self._errors(workflow_id):
+                handle = await self._client.start_workflow(
+                    WORKFLOW_TYPE, request, id=workflow_id, task_queue=self.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    # A start that failed (e.g. a catalog refusal) may be tried again.
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                    search_attributes=TypedSearchAttributes([
+                        SearchAttributePair(sa.TARGET_APP, request.super_app),
+                        SearchAttributePair(sa.MINI_SERVICE_STATUS, ServiceStatus.DRAFT.value),
+                        SearchAttributePair(sa.GRAYSCALE_PERCENT, 0),
+                    ]),
+                )
+        except WorkflowAlreadyStartedError:
+            finished = await self._describe(workflow_id)
+            raise ServiceFinished(workflow_id, _status(finished)) from None
+        await self._until_recorded(handle)
+
+    # --- commands -----------------------------------------------------------------------
+
+    async def command(self, super_app: str, version_no: int, name: str,
+                      payload: Mapping[str, Any] | Command) -> MiniServiceStatus:
+        """Send a command as an update; returns the status it was accepted in.
+
+        A dict payload goes as it is (the workflow validates it and refuses what is
+        malformed); a Command model goes with the fields that were set."""
+        workflow_id = mini_service_id(super_app, version_no)
+        handle = self._client.get_workflow_handle(workflow_id)
+        try:
+            async with self._errors(workflow_id):
+                status: MiniServiceStatus = await handle.execute_update(
+                    name, _payload(name, payload), result_type=MiniServiceStatus)
+                return status
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == COMMAND_REJECTED):
+                raise
+            details = cause.details[0] if cause.details else {}
+            status_name = details.get("status") if isinstance(details, dict) else None
+            raise ServiceCommandRefused(
+                workflow_id, name, cause.message,
+                ServiceStatus(status_name) if status_name else None) from None
+
+    async def signal(self, super_app: str, version_no: int, name: str,
+                     payload: Mapping[str, Any] | Command) -> None:
+        """Send a command as a signal: no answer; a refusal shows in
+        `status().last_rejection` and in the catalog's events."""
+        workflow_id = mini_service_id(super_app, version_no)
+        async with self._errors(workflow_id):
+            await self._client.get_workflow_handle(workflow_id).signal(
+                name, _payload(name, payload))
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def status(self, super_app: str, version_no: int) -> MiniServiceStatus:
+        status: MiniServiceStatus = await self._query(
+            mini_service_id(super_app, version_no), "status", MiniServiceStatus)
+        return status
+
+    async def content(self, super_app: str, version_no: int) -> MiniServiceContent:
+        content: MiniServiceContent = await self._query(
+            mini_service_id(super_app, version_no), "content", MiniServiceContent)
+        return content
+
+    async def preview(self, super_app: str, version_no: int,
+                      language: str | None = None) -> Preview:
+        """The page as a user with `language` sees it; the default language when None."""
+        page: Preview = await self._query(mini_service_id(super_app, version_no), "preview",
+                                          Preview, {"language": language} if language else None)
+        return page
+
+    async def history(self, super_app: str) -> list[ServiceVersionSummary]:
+        """Every version of the super app's page, newest first, read from the catalog now
+        (the workflows' `history` query is as of their last catalog write)."""
+        db = self._catalog("history")
+        await require_target_app(db, super_app)
+        return await list_service_versions(db, super_app)
+
+    async def resolve(self, super_app: str, user_id: str,
+                      email: str | None = None) -> ServiceResolution:
+        """Which version this user is shown (testers, grayscale bucket, released) and why."""
+        return await resolve_mini_service_detail(self._catalog("resolve"), super_app, user_id,
+                                                 email)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _catalog(self, operation: str) -> Database:
+        if self._db is None:
+            raise CatalogNeeded(operation)
+        return self._db
+
+    async def _start_new(self, request: ServiceStart) -> int:
+        """Allocate a number for `request` and start it. The request is built (validated)
+        before the number is allocated, so that a bad one burns no number."""
+        version_no = await allocate_service_version(self._catalog("create"), request.super_app)
+        await self.start(request.model_copy(update={"version_no": version_no}))
+        return version_no
+
+    async def _until_recorded(self, handle: WorkflowHandle[Any, Any]) -> None:
+        """Wait until the version's first catalog write is done, so that the catalog lists it
+        (and a duplicate of it can refer to it) as soon as create returns."""
+        deadline = time.monotonic() + self._starting_grace
+        while True:
+            status = await self._query(handle.id, "status", MiniServiceStatus)
+            if status.audit_count >= 1:
+                return
+            if time.monotonic() >= deadline:
+                raise ServiceStarting(handle.id)
+            await asyncio.sleep(STARTING_POLL_SECONDS)
+
+    async def _query(self, workflow_id: str, name: str, result_type: Any,
+                     argument: Any = None) -> Any:
+        """Run a query, waiting out the moment a new version spends loading its policy."""
+        handle = self._client.get_workflow_handle(workflow_id)
+        args = [] if argument is None else [argument]
+        deadline = time.monotonic() + self._starting_grace
+        while True:
+            try:
+                async with self._errors(workflow_id):
+                    return await handle.query(name, *args, result_type=result_type)
+            except WorkflowQueryFailedError as error:
+                if STILL_STARTING not in error.message:
+                    raise
+            # A version whose start failed stays "starting" forever.
+            await self._raise_if_failed(workflow_id, await self._describe(workflow_id))
+            if time.monotonic() >= deadline:
+                raise ServiceStarting(workflow_id)
+            await asyncio.sleep(STARTING_POLL_SECONDS)
+
+    async def _describe(self, workflow_id: str) -> WorkflowExecutionDescription:
+        async with self._errors(workflow_id):
+            return await self._client.get_workflow_handle(workflow_id).describe()
+
+    async def _raise_if_failed(self, workflow_id: str,
+                               description: WorkflowExecutionDescription) -> None:
+        if description.status is not WorkflowExecutionStatus.FAILED:
+            return
+        try:
+            await self._client.get_workflow_handle(workflow_id, run_id=description.run_id).result()
+        except WorkflowFailureError as failure:
+            cause = failure.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise ServiceFailed(workflow_id, reason) from None
+        raise ServiceFailed(workflow_id, "the workflow failed")
+
+    @asynccontextmanager
+    async def _errors(self, workflow_id: str) -> AsyncIterator[None]:
+        """Turn the RPC errors a caller can act on into typed errors."""
+        try:
+            yield
+        except RPCError as error:
+            raise await self._translated(error, workflow_id) from None
+
+    async def _translated(self, error: RPCError, workflow_id: str) -> Exception:
+        if error.status is RPCStatusCode.UNAVAILABLE:
+            return TemporalUnreachable(self.address, error.message)
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            return error
+        # NOT_FOUND means either "no such workflow" or "it has completed": ask which.
+        try:
+            description = await self._client.get_workflow_handle(workflow_id).describe()
+        except RPCError as again:
+            if again.status is RPCStatusCode.NOT_FOUND:
+                return ServiceNotFound(workflow_id, self._client.namespace)
+            return again
+        if description.status is WorkflowExecutionStatus.RUNNING:
+            return error
+        return ServiceFinished(workflow_id, _status(description))
+
+
+def _payload(name: str, payload: Mapping[str, Any] | Command) -> dict[str, Any]:
+    if name not in SERVICE_COMMANDS:
+        raise ValueError(f"unknown command {name!r}; known commands: "
+                         f"{', '.join(SERVICE_COMMANDS)}")
+    if isinstance(payload, Command):
+        if not isinstance(payload, SERVICE_COMMANDS[name]):
+            raise TypeError(f"{name} takes a {SERVICE_COMMANDS[name].__name__}, "
+                            f"not a {type(payload).__name__}")
+        return payload.model_dump(mode="json", exclude_unset=True)
+    return dict(payload)
+
+
+def _status(description: WorkflowExecutionDescription) -> ServiceStatus | None:
+    value = description.typed_search_attributes.get(sa.MINI_SERVICE_STATUS)
+    return ServiceStatus(value) if value else None
