@@ -3,12 +3,8 @@ the cookbook cannot rot; checks that every `tctl` line sends what its `temporal`
 
 import asyncio
 import json
-import os
-import re
-import shlex
 import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +13,11 @@ from temporalio.client import Client, WorkflowHandle
 from catalog.admin import Membership, add_member, set_target_app
 from catalog.db import create_pool
 from domain.models import Reviewer, Role, StartInput, TargetAppPolicy
-from infra.servers import temporal_binary
 from starters.releases import start_release
+from tests.cookbook import cookbook, option, run_temporal_line
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
 from tests.stack import WorkerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 # Cookbook releases go to an app that allows everything on a first release, so that each
 # example can be tried on a fresh release; the lines themselves name GoPay.
 APP = "cookbook-app"
@@ -50,29 +45,7 @@ ROUTE = [  # how a fresh release is brought to each stage
 ]
 
 
-def cookbook() -> dict[str, list[str]]:
-    """Command lines of the cookbook, grouped under the `# name:` comment that heads them."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Operator cookbook", 1)[1].split("\n## ", 1)[0]
-    groups: dict[str, list[str]] = {}
-    current: str | None = None
-    for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.strip()
-            if line.startswith("# "):
-                current = line[2:].split(":")[0]
-                groups[current] = []
-            elif current and line.startswith(("temporal ", "tctl ")):
-                groups[current].append(line)
-    return groups
-
-
-COOKBOOK = cookbook()
-
-
-def option(line: str, name: str) -> str:
-    words = shlex.split(line)
-    return words[words.index(name) + 1]
+COOKBOOK = cookbook("## Operator cookbook")
 
 
 def localise(line: str, program: str) -> str:
@@ -86,14 +59,7 @@ def localise(line: str, program: str) -> str:
 
 
 def run(line: str, release: str, worker: WorkerProcess) -> subprocess.CompletedProcess[str]:
-    assert line.startswith("temporal ")
-    env = {**os.environ, "RELEASE": release, "TEMPORAL_ADDRESS": worker.env["TEMPORAL_ADDRESS"],
-           "TEMPORAL_NAMESPACE": "default"}
-    command = line.replace("temporal ", shlex.quote(temporal_binary()) + " ", 1)
-    command = command.replace("--task-queue mini-program-release",
-                              f"--task-queue {worker.env['TEMPORAL_TASK_QUEUE']}")
-    return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return run_temporal_line(line, worker, {"RELEASE": release})
 
 
 @pytest.fixture(scope="module")

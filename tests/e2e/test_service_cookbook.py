@@ -3,11 +3,7 @@ it cannot rot; checks that every `tctl` line sends what its `temporal` twin send
 
 import asyncio
 import json
-import os
-import re
-import shlex
 import subprocess
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -16,8 +12,8 @@ from temporalio.client import Client
 from catalog.mini_services import RecordedServiceEvent, list_service_events
 from domain.mini_service.commands import SERVICE_COMMANDS
 from domain.mini_service.models import mini_service_id
-from infra.servers import temporal_binary
 from starters.mini_services import MiniServiceClient, ServiceRef
+from tests.cookbook import cookbook, option, run_temporal_line
 from tests.e2e.test_mini_service_end_to_end import (
     ADMIN,
     OPERATOR,
@@ -29,7 +25,6 @@ from tests.e2e.test_mini_service_end_to_end import (
 )
 from tests.stack import TemporalCli, WorkerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 # Each example runs on a fresh version of a super app of its own: one version per super app
 # may be TESTING, and each command is tried twice (update, then signal).
 STATUS_NEEDED = {
@@ -52,40 +47,14 @@ FOOD = {"actor": OPERATOR, "title": {"en": "Food", "id": "Makanan"},
         "mini_program_ids": ["coffee-shop", "noodle-bar"]}
 
 
-def cookbook() -> dict[str, list[str]]:
-    """Command lines of the cookbook, grouped under the `# name:` comment that heads them."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Mini service cookbook", 1)[1].split("\n## ", 1)[0]
-    groups: dict[str, list[str]] = {}
-    current: str | None = None
-    for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.strip()
-            if line.startswith("# "):
-                current = line[2:].split(":")[0]
-                groups[current] = []
-            elif current and line.startswith(("temporal ", "tctl ")):
-                groups[current].append(line)
-    return groups
-
-
-COOKBOOK = cookbook()
-
-
-def option(line: str, name: str) -> str:
-    words = shlex.split(line)
-    return words[words.index(name) + 1]
+COOKBOOK = cookbook("### Mini service cookbook")
 
 
 def run(line: str, service: str, worker: WorkerProcess,
         super_app: str = "gopay") -> subprocess.CompletedProcess[str]:
-    """The line as bash runs it, with $SERVICE set and GoPay replaced by this test's app."""
-    assert line.startswith("temporal ")
-    env = {**os.environ, "SERVICE": service, "TEMPORAL_ADDRESS": worker.env["TEMPORAL_ADDRESS"],
-           "TEMPORAL_NAMESPACE": "default"}
-    command = line.replace("temporal ", shlex.quote(temporal_binary()) + " ", 1)
-    return subprocess.run(["bash", "-c", command.replace("'gopay'", f"'{super_app}'")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    """The line with $SERVICE set and GoPay replaced by this test's super app."""
+    return run_temporal_line(line.replace("'gopay'", f"'{super_app}'"), worker,
+                             {"SERVICE": service})
 
 
 async def version_in(services: MiniServiceClient, db: asyncpg.Pool, status: str) -> str:

@@ -1,0 +1,48 @@
+"""Reading the README's cookbooks and running their `temporal` lines against the test stack."""
+
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+from infra.servers import temporal_binary
+from tests.stack import WorkerProcess
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def cookbook(heading: str) -> dict[str, list[str]]:
+    """Command lines of the cookbook under `heading`, grouped under the `# name:` comment that
+    heads them (continued lines joined)."""
+    section = README.read_text().split(heading, 1)[1].split("\n## ", 1)[0]
+    groups: dict[str, list[str]] = {}
+    current: str | None = None
+    for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("# "):
+                current = line[2:].split(":")[0]
+                groups[current] = []
+            elif current and line.startswith(("temporal ", "tctl ")):
+                groups[current].append(line)
+    return groups
+
+
+def option(line: str, name: str) -> str:
+    words = shlex.split(line)
+    return words[words.index(name) + 1]
+
+
+def run_temporal_line(line: str, worker: WorkerProcess,
+                      variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The line as bash runs it, with the real CLI, the stack's address and task queue, and the
+    cookbook's shell variables (e.g. RELEASE) set."""
+    assert line.startswith("temporal ")
+    env = {**os.environ, **variables, "TEMPORAL_ADDRESS": worker.env["TEMPORAL_ADDRESS"],
+           "TEMPORAL_NAMESPACE": "default"}
+    command = line.replace("temporal ", shlex.quote(temporal_binary()) + " ", 1)
+    command = command.replace("--task-queue mini-program-release",
+                              f"--task-queue {worker.env['TEMPORAL_TASK_QUEUE']}")
+    return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True,
+                          timeout=60)
