@@ -28,9 +28,8 @@ server), and reacts as soon as the server has the event.
 import asyncio
 import builtins
 import re
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -42,14 +41,9 @@ from temporalio.client import (
     WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
-    WorkflowFailureError,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
 )
 from temporalio.common import TypedSearchAttributes
 from temporalio.converter import decode_typed_search_attributes
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from domain.commands import COMMANDS, Command
 from domain.models import IDENTIFIER, SEMVER, CompatibilityReport, Environment, StartInput
@@ -57,14 +51,15 @@ from domain.release_id import parse_release_id, release_id
 from domain.stages import TERMINAL_STAGES, Stage
 from domain.state import AuditLog, ReleaseStatus
 from infra.settings import DEFAULT_TASK_QUEUE, Settings
-from infra.temporal import connect, connect_config
 from starters.releases import ReleaseAlreadyFinished, release_id_of, start_release
+
+# The waiting constants live with the code that waits; they are still importable from here.
+from starters.workflow_access import STARTING_GRACE_SECONDS as STARTING_GRACE_SECONDS
+from starters.workflow_access import STARTING_POLL_SECONDS as STARTING_POLL_SECONDS
+from starters.workflow_access import WorkflowAccess, command_payload, connect_client
 from workflows import search_attributes as sa
-from workflows.commands import COMMAND_REJECTED
 from workflows.release import STILL_STARTING, WORKFLOW_TYPE
 
-STARTING_GRACE_SECONDS = 10.0
-STARTING_POLL_SECONDS = 0.1
 DEFAULT_LIST_LIMIT = 100
 
 
@@ -217,21 +212,21 @@ class ReleaseClient:
         long queries wait for a release that is still loading its policy."""
         self._client = client
         self.task_queue = task_queue
-        self._starting_grace = starting_grace
+        self._access = WorkflowAccess(
+            client, still_starting=STILL_STARTING, starting_grace=starting_grace,
+            unreachable=TemporalUnreachable, not_found=ReleaseNotFound, finished=_finished,
+            failed=ReleaseFailed, starting=ReleaseStarting, refused=_refused,
+        )
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> "ReleaseClient":
         settings = settings or Settings.from_env()
-        try:
-            client = await connect(settings)
-        except ConnectionError as error:
-            address = connect_config(settings)["target_host"]
-            raise TemporalUnreachable(address, str(error.__cause__ or error)) from None
+        client = await connect_client(settings, TemporalUnreachable)
         return cls(client, settings.task_queue)
 
     @property
     def address(self) -> str:
-        return self._client.service_client.config.target_host
+        return self._access.address
 
     async def start(self, request: StartInput) -> ReleaseRef:
         """Start a release, or find it running: starting the same version twice is one release.
@@ -240,12 +235,11 @@ class ReleaseClient:
         when the workflow refused its input."""
         workflow_id = release_id_of(request)
         try:
-            async with self._errors(workflow_id):
+            async with self._access.errors(workflow_id):
                 await start_release(self._client, request, self.task_queue)
         except ReleaseAlreadyFinished:
-            finished = await self._describe(workflow_id)
-            raise ReleaseFinished(workflow_id, _stage(finished.typed_search_attributes)) from None
-        await self._raise_if_failed(workflow_id, await self._describe(workflow_id))
+            raise _finished(workflow_id, await self._access.describe(workflow_id)) from None
+        await self._access.raise_if_failed(workflow_id, await self._access.describe(workflow_id))
         return ReleaseRef.of(request)
 
     async def command(self, release: Release, name: str,
@@ -255,42 +249,29 @@ class ReleaseClient:
         A dict payload goes as it is (the workflow validates it and refuses what is malformed);
         a Command model goes with the fields that were set, so an omitted field means "keep"."""
         workflow_id = _release_id(release)
-        handle = self._client.get_workflow_handle(workflow_id)
-        try:
-            async with self._errors(workflow_id):
-                status: ReleaseStatus = await handle.execute_update(
-                    name, _payload(name, payload), result_type=ReleaseStatus
-                )
-                return status
-        except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == COMMAND_REJECTED):
-                raise
-            details = cause.details[0] if cause.details else {}
-            stage = details.get("stage") if isinstance(details, dict) else None
-            raise CommandRefused(workflow_id, name, cause.message,
-                                 Stage(stage) if stage else None) from None
+        status: ReleaseStatus = await self._access.update(
+            workflow_id, name, command_payload(COMMANDS, name, payload), ReleaseStatus
+        )
+        return status
 
     async def signal(self, release: Release, name: str,
                      payload: Mapping[str, Any] | Command) -> None:
         """Send a command as a signal: no answer; a refusal shows in `status().last_rejection`
         and in the audit log."""
         workflow_id = _release_id(release)
-        async with self._errors(workflow_id):
-            await self._client.get_workflow_handle(workflow_id).signal(
-                name, _payload(name, payload)
-            )
+        await self._access.signal(workflow_id, name, command_payload(COMMANDS, name, payload))
 
     async def status(self, release: Release) -> ReleaseStatus:
-        status: ReleaseStatus = await self._query(_release_id(release), "status", ReleaseStatus)
+        status: ReleaseStatus = await self._access.query(_release_id(release), "status",
+                                                         ReleaseStatus)
         return status
 
     async def audit_log(self, release: Release) -> AuditLog:
-        log: AuditLog = await self._query(_release_id(release), "audit_log", AuditLog)
+        log: AuditLog = await self._access.query(_release_id(release), "audit_log", AuditLog)
         return log
 
     async def compatibility_report(self, release: Release) -> CompatibilityReport | None:
-        report: CompatibilityReport | None = await self._query(
+        report: CompatibilityReport | None = await self._access.query(
             _release_id(release), "compatibility_report", CompatibilityReport | None
         )
         return report
@@ -304,16 +285,16 @@ class ReleaseClient:
         workflow_id = _release_id(release)
         last: StageChange | None = None
         while True:
-            run = await self._describe(workflow_id)
+            run = await self._access.describe(workflow_id)
             async for change in self._run_changes(workflow_id, run):
                 if last is None or (change.stage, change.percent) != (last.stage, last.percent):
                     last = change
                     yield change
                 if change.stage in TERMINAL_STAGES:
                     return
-            latest = await self._describe(workflow_id)
+            latest = await self._access.describe(workflow_id)
             if latest.run_id == run.run_id:
-                await self._raise_if_failed(workflow_id, latest)
+                await self._access.raise_if_failed(workflow_id, latest)
                 raise ReleaseFinished(workflow_id, last.stage if last else None)
             # Otherwise the run continued as new: follow the next one.
 
@@ -342,39 +323,6 @@ class ReleaseClient:
 
     # --- internals --------------------------------------------------------------------------
 
-    async def _query(self, workflow_id: str, name: str, result_type: Any) -> Any:
-        """Run a query, waiting out the moment a new release spends loading its policy."""
-        handle = self._client.get_workflow_handle(workflow_id)
-        deadline = time.monotonic() + self._starting_grace
-        while True:
-            try:
-                async with self._errors(workflow_id):
-                    return await handle.query(name, result_type=result_type)
-            except WorkflowQueryFailedError as error:
-                if STILL_STARTING not in error.message:
-                    raise
-            # A release whose start failed stays "starting" forever.
-            await self._raise_if_failed(workflow_id, await self._describe(workflow_id))
-            if time.monotonic() >= deadline:
-                raise ReleaseStarting(workflow_id)
-            await asyncio.sleep(STARTING_POLL_SECONDS)
-
-    async def _describe(self, workflow_id: str) -> WorkflowExecutionDescription:
-        async with self._errors(workflow_id):
-            return await self._client.get_workflow_handle(workflow_id).describe()
-
-    async def _raise_if_failed(self, workflow_id: str,
-                               description: WorkflowExecutionDescription) -> None:
-        if description.status is not WorkflowExecutionStatus.FAILED:
-            return
-        try:
-            await self._client.get_workflow_handle(workflow_id, run_id=description.run_id).result()
-        except WorkflowFailureError as failure:
-            cause = failure.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise ReleaseFailed(workflow_id, reason) from None
-        raise ReleaseFailed(workflow_id, "the workflow failed")
-
     async def _run_changes(self, workflow_id: str,
                            run: WorkflowExecutionDescription) -> AsyncGenerator[StageChange, None]:
         """One run's position once its history so far is read, then each change it records,
@@ -382,7 +330,7 @@ class ReleaseClient:
         handle = self._client.get_workflow_handle(workflow_id, run_id=run.run_id)
         latest: StageChange | None = None
         caught_up = False
-        async with self._errors(workflow_id):
+        async with self._access.errors(workflow_id):
             async for event in handle.fetch_history_events(wait_new_event=True,
                                                            skip_archival=True):
                 change = _stage_change(event, latest)
@@ -394,31 +342,6 @@ class ReleaseClient:
                     yield latest
                 elif caught_up and change is not None:
                     yield change
-
-    @asynccontextmanager
-    async def _errors(self, workflow_id: str | None) -> AsyncIterator[None]:
-        """Turn the RPC errors a caller can act on into typed errors (NOT_FOUND only when the
-        call was about one release)."""
-        try:
-            yield
-        except RPCError as error:
-            raise await self._translated(error, workflow_id) from None
-
-    async def _translated(self, error: RPCError, workflow_id: str | None) -> Exception:
-        if error.status is RPCStatusCode.UNAVAILABLE:
-            return TemporalUnreachable(self.address, error.message)
-        if error.status is not RPCStatusCode.NOT_FOUND or workflow_id is None:
-            return error
-        # NOT_FOUND means either "no such workflow" or "it has completed": ask which.
-        try:
-            description = await self._client.get_workflow_handle(workflow_id).describe()
-        except RPCError as again:
-            if again.status is RPCStatusCode.NOT_FOUND:
-                return ReleaseNotFound(workflow_id, self._client.namespace)
-            return again
-        if description.status is WorkflowExecutionStatus.RUNNING:
-            return error
-        return ReleaseFinished(workflow_id, _stage(description.typed_search_attributes))
 
     # Last: from here on `list` in this class body would name this method.
     async def list(
@@ -437,7 +360,7 @@ class ReleaseClient:
         query = visibility_query(stage=stage, mini_program_id=mini_program_id, version=version,
                                  target_app=target_app, environment=environment)
         summaries = []
-        async with self._errors(None):
+        async with self._access.errors(None):
             async for execution in self._client.list_workflows(query, limit=limit):
                 summary = _summary(execution)
                 if summary is not None:
@@ -483,16 +406,14 @@ def _quoted(value: str) -> str:
     return f"'{value}'"
 
 
-def _payload(name: str, payload: Mapping[str, Any] | Command) -> dict[str, Any]:
-    if name not in COMMANDS:
-        raise ValueError(f"unknown command {name!r}; known commands: {', '.join(COMMANDS)}")
-    if isinstance(payload, Command):
-        if not isinstance(payload, COMMANDS[name]):
-            raise TypeError(f"{name} takes a {COMMANDS[name].__name__}, "
-                            f"not a {type(payload).__name__}")
-        # Only what was set: an absent field of a config patch means "keep", not "clear".
-        return payload.model_dump(mode="json", exclude_unset=True)
-    return dict(payload)
+def _finished(release_id: str, description: WorkflowExecutionDescription) -> ReleaseFinished:
+    return ReleaseFinished(release_id, _stage(description.typed_search_attributes))
+
+
+def _refused(release_id: str, command: str, reason: str,
+             details: Mapping[str, Any]) -> CommandRefused:
+    stage = details.get("stage")
+    return CommandRefused(release_id, command, reason, Stage(stage) if stage else None)
 
 
 def _stages(stage: Stage | str | Iterable[Stage | str]) -> frozenset[Stage]:

@@ -23,28 +23,18 @@ code (and `mpr`'s exit codes) handling those handles mini services alike.
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import (
-    Client,
-    WorkflowExecutionDescription,
-    WorkflowExecutionStatus,
-    WorkflowFailureError,
-    WorkflowHandle,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-)
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from catalog.admin import require_target_app
 from catalog.db import Database
@@ -70,10 +60,7 @@ from domain.mini_service.models import (
 )
 from domain.models import IDENTIFIER
 from infra.settings import DEFAULT_TASK_QUEUE, Settings
-from infra.temporal import connect, connect_config
 from starters.client import (
-    STARTING_GRACE_SECONDS,
-    STARTING_POLL_SECONDS,
     CommandRefused,
     ReleaseClientError,
     ReleaseFailed,
@@ -82,8 +69,14 @@ from starters.client import (
     ReleaseStarting,
     TemporalUnreachable,
 )
+from starters.workflow_access import (
+    STARTING_GRACE_SECONDS,
+    STARTING_POLL_SECONDS,
+    WorkflowAccess,
+    command_payload,
+    connect_client,
+)
 from workflows import search_attributes as sa
-from workflows.commands import COMMAND_REJECTED
 from workflows.mini_service import STILL_STARTING, WORKFLOW_TYPE
 
 ID_PREFIX = "mini-service"
@@ -190,22 +183,22 @@ class MiniServiceClient:
         self._client = client
         self._db = db
         self.task_queue = task_queue
-        self._starting_grace = starting_grace
+        self._access = WorkflowAccess(
+            client, still_starting=STILL_STARTING, starting_grace=starting_grace,
+            unreachable=TemporalUnreachable, not_found=ServiceNotFound, finished=_finished,
+            failed=ServiceFailed, starting=ServiceStarting, refused=_refused,
+        )
 
     @classmethod
     async def connect(cls, db: Database | None = None,
                       settings: Settings | None = None) -> "MiniServiceClient":
         settings = settings or Settings.from_env()
-        try:
-            client = await connect(settings)
-        except ConnectionError as error:
-            address = connect_config(settings)["target_host"]
-            raise TemporalUnreachable(address, str(error.__cause__ or error)) from None
+        client = await connect_client(settings, TemporalUnreachable)
         return cls(client, db, settings.task_queue)
 
     @property
     def address(self) -> str:
-        return self._client.service_client.config.target_host
+        return self._access.address
 
     # --- versions -----------------------------------------------------------------------
 
@@ -241,7 +234,7 @@ class MiniServiceClient:
         the workflow refused its input."""
         workflow_id = mini_service_id(request.super_app, request.version_no)
         try:
-            async with self._errors(workflow_id):
+            async with self._access.errors(workflow_id):
                 handle = await self._client.start_workflow(
                     WORKFLOW_TYPE, request, id=workflow_id, task_queue=self.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -254,8 +247,7 @@ class MiniServiceClient:
                     ]),
                 )
         except WorkflowAlreadyStartedError:
-            finished = await self._describe(workflow_id)
-            raise ServiceFinished(workflow_id, _status(finished)) from None
+            raise _finished(workflow_id, await self._access.describe(workflow_id)) from None
         await self._until_recorded(handle)
 
     # --- commands -----------------------------------------------------------------------
@@ -267,48 +259,37 @@ class MiniServiceClient:
         A dict payload goes as it is (the workflow validates it and refuses what is
         malformed); a Command model goes with the fields that were set."""
         workflow_id = mini_service_id(super_app, version_no)
-        handle = self._client.get_workflow_handle(workflow_id)
-        try:
-            async with self._errors(workflow_id):
-                status: MiniServiceStatus = await handle.execute_update(
-                    name, _payload(name, payload), result_type=MiniServiceStatus)
-                return status
-        except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == COMMAND_REJECTED):
-                raise
-            details = cause.details[0] if cause.details else {}
-            status_name = details.get("status") if isinstance(details, dict) else None
-            raise ServiceCommandRefused(
-                workflow_id, name, cause.message,
-                ServiceStatus(status_name) if status_name else None) from None
+        status: MiniServiceStatus = await self._access.update(
+            workflow_id, name, command_payload(SERVICE_COMMANDS, name, payload),
+            MiniServiceStatus)
+        return status
 
     async def signal(self, super_app: str, version_no: int, name: str,
                      payload: Mapping[str, Any] | Command) -> None:
         """Send a command as a signal: no answer; a refusal shows in
         `status().last_rejection` and in the catalog's events."""
         workflow_id = mini_service_id(super_app, version_no)
-        async with self._errors(workflow_id):
-            await self._client.get_workflow_handle(workflow_id).signal(
-                name, _payload(name, payload))
+        await self._access.signal(workflow_id, name,
+                                  command_payload(SERVICE_COMMANDS, name, payload))
 
     # --- reading ------------------------------------------------------------------------
 
     async def status(self, super_app: str, version_no: int) -> MiniServiceStatus:
-        status: MiniServiceStatus = await self._query(
+        status: MiniServiceStatus = await self._access.query(
             mini_service_id(super_app, version_no), "status", MiniServiceStatus)
         return status
 
     async def content(self, super_app: str, version_no: int) -> MiniServiceContent:
-        content: MiniServiceContent = await self._query(
+        content: MiniServiceContent = await self._access.query(
             mini_service_id(super_app, version_no), "content", MiniServiceContent)
         return content
 
     async def preview(self, super_app: str, version_no: int,
                       language: str | None = None) -> Preview:
         """The page as a user with `language` sees it; the default language when None."""
-        page: Preview = await self._query(mini_service_id(super_app, version_no), "preview",
-                                          Preview, {"language": language} if language else None)
+        page: Preview = await self._access.query(
+            mini_service_id(super_app, version_no), "preview", Preview,
+            {"language": language} if language else None)
         return page
 
     async def history(self, super_app: str) -> list[ServiceVersionSummary]:
@@ -341,85 +322,25 @@ class MiniServiceClient:
     async def _until_recorded(self, handle: WorkflowHandle[Any, Any]) -> None:
         """Wait until the version's first catalog write is done, so that the catalog lists it
         (and a duplicate of it can refer to it) as soon as create returns."""
-        deadline = time.monotonic() + self._starting_grace
+        deadline = time.monotonic() + self._access.starting_grace
         while True:
-            status = await self._query(handle.id, "status", MiniServiceStatus)
+            status = await self._access.query(handle.id, "status", MiniServiceStatus)
             if status.audit_count >= 1:
                 return
             if time.monotonic() >= deadline:
                 raise ServiceStarting(handle.id)
             await asyncio.sleep(STARTING_POLL_SECONDS)
 
-    async def _query(self, workflow_id: str, name: str, result_type: Any,
-                     argument: Any = None) -> Any:
-        """Run a query, waiting out the moment a new version spends loading its policy."""
-        handle = self._client.get_workflow_handle(workflow_id)
-        args = [] if argument is None else [argument]
-        deadline = time.monotonic() + self._starting_grace
-        while True:
-            try:
-                async with self._errors(workflow_id):
-                    return await handle.query(name, *args, result_type=result_type)
-            except WorkflowQueryFailedError as error:
-                if STILL_STARTING not in error.message:
-                    raise
-            # A version whose start failed stays "starting" forever.
-            await self._raise_if_failed(workflow_id, await self._describe(workflow_id))
-            if time.monotonic() >= deadline:
-                raise ServiceStarting(workflow_id)
-            await asyncio.sleep(STARTING_POLL_SECONDS)
 
-    async def _describe(self, workflow_id: str) -> WorkflowExecutionDescription:
-        async with self._errors(workflow_id):
-            return await self._client.get_workflow_handle(workflow_id).describe()
-
-    async def _raise_if_failed(self, workflow_id: str,
-                               description: WorkflowExecutionDescription) -> None:
-        if description.status is not WorkflowExecutionStatus.FAILED:
-            return
-        try:
-            await self._client.get_workflow_handle(workflow_id, run_id=description.run_id).result()
-        except WorkflowFailureError as failure:
-            cause = failure.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise ServiceFailed(workflow_id, reason) from None
-        raise ServiceFailed(workflow_id, "the workflow failed")
-
-    @asynccontextmanager
-    async def _errors(self, workflow_id: str) -> AsyncIterator[None]:
-        """Turn the RPC errors a caller can act on into typed errors."""
-        try:
-            yield
-        except RPCError as error:
-            raise await self._translated(error, workflow_id) from None
-
-    async def _translated(self, error: RPCError, workflow_id: str) -> Exception:
-        if error.status is RPCStatusCode.UNAVAILABLE:
-            return TemporalUnreachable(self.address, error.message)
-        if error.status is not RPCStatusCode.NOT_FOUND:
-            return error
-        # NOT_FOUND means either "no such workflow" or "it has completed": ask which.
-        try:
-            description = await self._client.get_workflow_handle(workflow_id).describe()
-        except RPCError as again:
-            if again.status is RPCStatusCode.NOT_FOUND:
-                return ServiceNotFound(workflow_id, self._client.namespace)
-            return again
-        if description.status is WorkflowExecutionStatus.RUNNING:
-            return error
-        return ServiceFinished(workflow_id, _status(description))
+def _finished(workflow_id: str, description: WorkflowExecutionDescription) -> ServiceFinished:
+    return ServiceFinished(workflow_id, _status(description))
 
 
-def _payload(name: str, payload: Mapping[str, Any] | Command) -> dict[str, Any]:
-    if name not in SERVICE_COMMANDS:
-        raise ValueError(f"unknown command {name!r}; known commands: "
-                         f"{', '.join(SERVICE_COMMANDS)}")
-    if isinstance(payload, Command):
-        if not isinstance(payload, SERVICE_COMMANDS[name]):
-            raise TypeError(f"{name} takes a {SERVICE_COMMANDS[name].__name__}, "
-                            f"not a {type(payload).__name__}")
-        return payload.model_dump(mode="json", exclude_unset=True)
-    return dict(payload)
+def _refused(workflow_id: str, command: str, reason: str,
+             details: Mapping[str, Any]) -> ServiceCommandRefused:
+    status = details.get("status")
+    return ServiceCommandRefused(workflow_id, command, reason,
+                                 ServiceStatus(status) if status else None)
 
 
 def _status(description: WorkflowExecutionDescription) -> ServiceStatus | None:

@@ -1,0 +1,179 @@
+"""What the release and mini service clients share: talking to one workflow by its id.
+
+`WorkflowAccess` runs queries, updates, signals and descriptions and turns the failures a
+caller can act on into typed errors. It knows nothing of releases or mini services: each client
+gives it the message its workflow answers queries with while it starts, and the errors to raise
+(factories, so that each client words them, and reads what a finished one carries, its own way).
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.commands import Command
+from infra.settings import Settings
+from infra.temporal import connect, connect_config
+from workflows.commands import COMMAND_REJECTED
+
+STARTING_GRACE_SECONDS = 10.0
+STARTING_POLL_SECONDS = 0.1
+
+
+async def connect_client(settings: Settings,
+                         unreachable: Callable[[str, str], Exception]) -> Client:
+    """A client as `settings` say; `unreachable(address, detail)` when the server is not up
+    (see WorkflowAccess)."""
+    try:
+        return await connect(settings)
+    except ConnectionError as error:
+        address = connect_config(settings)["target_host"]
+        raise unreachable(address, str(error.__cause__ or error)) from None
+
+
+def command_payload(commands: Mapping[str, type[Command]], name: str,
+                    payload: Mapping[str, Any] | Command) -> dict[str, Any]:
+    """The payload of command `name`, one of `commands`: ValueError for an unknown command,
+    TypeError for a Command model of another command."""
+    if name not in commands:
+        raise ValueError(f"unknown command {name!r}; known commands: {', '.join(commands)}")
+    if isinstance(payload, Command):
+        if not isinstance(payload, commands[name]):
+            raise TypeError(f"{name} takes a {commands[name].__name__}, "
+                            f"not a {type(payload).__name__}")
+        # Only what was set: an absent field of a config patch means "keep", not "clear".
+        return payload.model_dump(mode="json", exclude_unset=True)
+    return dict(payload)
+
+
+class WorkflowAccess:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        still_starting: str,
+        starting_grace: float,
+        unreachable: Callable[[str, str], Exception],
+        not_found: Callable[[str, str], Exception],
+        finished: Callable[[str, WorkflowExecutionDescription], Exception],
+        failed: Callable[[str, str], Exception],
+        starting: Callable[[str], Exception],
+        refused: Callable[[str, str, str, Mapping[str, Any]], Exception],
+    ) -> None:
+        """`still_starting` is what the workflow's queries fail with until it has loaded its
+        policy, and `starting_grace` how long queries wait that out. The errors, by the
+        arguments they are made with:
+
+        - unreachable(address, detail): the server does not answer (a parameter although both
+          clients raise TemporalUnreachable: starters.client, which defines it, imports this);
+        - not_found(workflow_id, namespace): there is no such workflow;
+        - finished(workflow_id, description): the workflow is closed;
+        - failed(workflow_id, reason): the workflow failed;
+        - starting(workflow_id): it is still starting once `starting_grace` has passed;
+        - refused(workflow_id, command, reason, details): the workflow refused an update, with
+          the details it gave ({} when none)."""
+        self._client = client
+        self.still_starting = still_starting
+        self.starting_grace = starting_grace
+        self._unreachable = unreachable
+        self._not_found = not_found
+        self._finished = finished
+        self._failed = failed
+        self._starting = starting
+        self._refused = refused
+
+    @property
+    def address(self) -> str:
+        return self._client.service_client.config.target_host
+
+    async def query(self, workflow_id: str, name: str, result_type: Any,
+                    argument: Any = None) -> Any:
+        """Run a query, waiting out the moment a new workflow spends loading its policy."""
+        handle = self._client.get_workflow_handle(workflow_id)
+        args = [] if argument is None else [argument]
+        deadline = time.monotonic() + self.starting_grace
+        while True:
+            try:
+                async with self.errors(workflow_id):
+                    return await handle.query(name, *args, result_type=result_type)
+            except WorkflowQueryFailedError as error:
+                if self.still_starting not in error.message:
+                    raise
+            # A workflow whose start failed stays "starting" forever.
+            await self.raise_if_failed(workflow_id, await self.describe(workflow_id))
+            if time.monotonic() >= deadline:
+                raise self._starting(workflow_id)
+            await asyncio.sleep(STARTING_POLL_SECONDS)
+
+    async def update(self, workflow_id: str, name: str, payload: dict[str, Any],
+                     result_type: Any) -> Any:
+        """Run an update; a refusal (COMMAND_REJECTED) raises the `refused` error."""
+        handle = self._client.get_workflow_handle(workflow_id)
+        try:
+            async with self.errors(workflow_id):
+                return await handle.execute_update(name, payload, result_type=result_type)
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == COMMAND_REJECTED):
+                raise
+            details = cause.details[0] if cause.details else {}
+            if not isinstance(details, dict):
+                details = {}
+            raise self._refused(workflow_id, name, cause.message, details) from None
+
+    async def signal(self, workflow_id: str, name: str, payload: dict[str, Any]) -> None:
+        async with self.errors(workflow_id):
+            await self._client.get_workflow_handle(workflow_id).signal(name, payload)
+
+    async def describe(self, workflow_id: str) -> WorkflowExecutionDescription:
+        async with self.errors(workflow_id):
+            return await self._client.get_workflow_handle(workflow_id).describe()
+
+    async def raise_if_failed(self, workflow_id: str,
+                              description: WorkflowExecutionDescription) -> None:
+        if description.status is not WorkflowExecutionStatus.FAILED:
+            return
+        try:
+            await self._client.get_workflow_handle(workflow_id, run_id=description.run_id).result()
+        except WorkflowFailureError as failure:
+            cause = failure.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise self._failed(workflow_id, reason) from None
+        raise self._failed(workflow_id, "the workflow failed")
+
+    @asynccontextmanager
+    async def errors(self, workflow_id: str | None) -> AsyncIterator[None]:
+        """Turn the RPC errors a caller can act on into typed errors (NOT_FOUND only when the
+        call was about one workflow)."""
+        try:
+            yield
+        except RPCError as error:
+            raise await self._translated(error, workflow_id) from None
+
+    async def _translated(self, error: RPCError, workflow_id: str | None) -> Exception:
+        if error.status is RPCStatusCode.UNAVAILABLE:
+            return self._unreachable(self.address, error.message)
+        if error.status is not RPCStatusCode.NOT_FOUND or workflow_id is None:
+            return error
+        # NOT_FOUND means either "no such workflow" or "it has completed": ask which.
+        try:
+            description = await self._client.get_workflow_handle(workflow_id).describe()
+        except RPCError as again:
+            if again.status is RPCStatusCode.NOT_FOUND:
+                return self._not_found(workflow_id, self._client.namespace)
+            return again
+        if description.status is WorkflowExecutionStatus.RUNNING:
+            return error
+        return self._finished(workflow_id, description)
