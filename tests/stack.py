@@ -31,6 +31,7 @@ from domain.models import Role
 from infra.servers import free_port, start_temporal_dev_server, temporal_binary, wait_for_temporal
 from infra.temporal import DATA_CONVERTER
 from starters.client import ReleaseClient
+from tests.mpr_runner import Mpr, mpr_runner
 
 CONTINUE_AS_NEW_AFTER_EVENTS = 400
 MEMBERS = [
@@ -173,3 +174,16 @@ def temporal_cli(temporal_address: str) -> TemporalCli:
 def releases(client: Client, worker: WorkerProcess) -> ReleaseClient:
     """The client library, on the stack's task queue."""
     return ReleaseClient(client, worker.env["TEMPORAL_TASK_QUEUE"])
+
+
+@pytest.fixture
+def mpr(
+    worker: WorkerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> Mpr:
+    """`mpr` run in-process against the stack."""
+    env = {name: worker.env[name] for name in
+           ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE", "DATABASE_URL")}
+    return mpr_runner(env, monkeypatch, capsys, tmp_path)

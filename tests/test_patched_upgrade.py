@@ -16,9 +16,7 @@ releases in flight, as far as the new code can tell):
 """
 
 import json
-import shutil
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.models import Role
     from domain.release_id import release_id
     from domain.state import ReleaseState, ReleaseStatus
-    from infra.temporal import DATA_CONVERTER, add_search_attributes, search_attribute_types
+    from infra.temporal import DATA_CONVERTER
     from tests.workflows.driving import command, start_input, wait_for_stage
     from tests.workflows.fakes import FakeCatalog
 from workflows.release import WORKFLOW_TYPE, MiniProgramRelease
@@ -138,18 +136,6 @@ async def test_the_patched_change_replays_every_recorded_release(path: Path) -> 
 
 
 # --- new releases take the new branch ------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    server = shutil.which("temporal-test-server") or ".venv/bin/temporal-test-server"
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER, test_server_existing_path=server
-    )
-    # The test server cannot list search attributes, only add them.
-    await add_search_attributes(environment.client, list(search_attribute_types()))
-    yield environment
-    await environment.shutdown()
 
 
 async def run_release(env: WorkflowEnvironment, workflow_class: type) -> WorkflowHistory:

@@ -3,11 +3,7 @@
 import uuid
 from pathlib import Path
 
-import pytest
-
 from domain.models import StartInput
-from tests.mpr_runner import Mpr, mpr_runner
-from tests.stack import WorkerProcess
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "coffee-shop"
 # One cell per release: these tests drive releases; the matrix is tested elsewhere.
@@ -27,14 +23,3 @@ def start_input(program: str, version: str = "1.0.0", target_app: str = "gopay",
     })
 
 
-@pytest.fixture
-def mpr(
-    worker: WorkerProcess,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-) -> Mpr:
-    """`mpr` against the shared stack."""
-    env = {name: worker.env[name] for name in
-           ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE", "DATABASE_URL")}
-    return mpr_runner(env, monkeypatch, capsys, tmp_path)

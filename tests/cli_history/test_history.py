@@ -18,20 +18,8 @@ from domain.models import StartInput
 from infra.servers import free_port
 from starters.releases import start_release
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
-from tests.mpr_runner import Mpr, mpr_runner
+from tests.mpr_runner import Mpr
 from tests.stack import TemporalCli, WorkerProcess
-
-
-@pytest.fixture
-def mpr(
-    worker: WorkerProcess,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-) -> Mpr:
-    env = {name: worker.env[name]
-           for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE")}
-    return mpr_runner(env, monkeypatch, capsys, tmp_path)
 
 
 def start_input(program: str) -> StartInput:

@@ -25,7 +25,7 @@ from domain.models import Role
 from domain.release_id import release_id
 from infra.servers import temporal_binary
 from infra.temporal import DATA_CONVERTER
-from tests.workflows.fakes import FakeCatalog
+from tests.workflows.fakes import MEMBERS, FakeCatalog
 from tests.workflows.service_fakes import FakeServiceCatalog
 from workflows import search_attributes
 from workflows.mini_service import MiniServiceRelease
@@ -40,14 +40,6 @@ CONFIG = {
     "basic_info": {"name": "Coffee Shop"},
     "compatibility": {"operating_systems": ["ios"], "networks": ["wifi", "4g"],
                       "device_tiers": ["low"]},
-}
-RELEASE_MEMBERS = {
-    "dev": {Role.DEVELOPER},
-    "owner": {Role.OWNER},
-    "admin": {Role.ADMIN},
-    "pa": {Role.PROGRAM_ADMIN},
-    "platform-rev": {Role.PLATFORM_REVIEWER},
-    "partner-rev": {Role.PARTNER_REVIEWER},
 }
 SERVICE_MEMBERS = {"olly": {Role.SERVICE_OPERATOR}, "ada": {Role.SERVICE_ADMIN}}
 
@@ -381,7 +373,7 @@ async def record(paths: list[str], extra_args: list[str]) -> list[Path]:
         for path in paths:
             queue = f"record-{path}-{uuid.uuid4().hex[:8]}"
             if path in RELEASE_PATHS:
-                catalog = FakeCatalog(roles={u: set(r) for u, r in RELEASE_MEMBERS.items()})
+                catalog = FakeCatalog(roles={u: set(r) for u, r in MEMBERS.items()})
                 worker = Worker(env.client, task_queue=queue, workflows=[MiniProgramRelease],
                                 activities=catalog.activities)
                 async with worker:

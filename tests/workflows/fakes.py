@@ -41,6 +41,16 @@ POLICIES = {
     ),
 }
 
+# Who holds which role in the workflow tests.
+MEMBERS = {
+    "dev": {Role.DEVELOPER},
+    "owner": {Role.OWNER},
+    "admin": {Role.ADMIN},
+    "pa": {Role.PROGRAM_ADMIN},
+    "platform-rev": {Role.PLATFORM_REVIEWER},
+    "partner-rev": {Role.PARTNER_REVIEWER},
+}
+
 
 @dataclass
 class FakeCatalog:
