@@ -5,10 +5,16 @@ zipping (activities/bundle.py) are blocking, so they run in a worker thread whil
 loop heartbeats the progress. A bad package is the developer's to fix, not something a retry
 can cure: it fails with a non-retryable ApplicationError of type "InvalidPackage" listing
 every problem. Anything else (a full disk, a permission error) stays retryable.
+
+A source is named by whoever starts or rebuilds a release, so the worker reads it only inside
+the directories it is configured with (BUILD_SOURCE_ROOTS): a release cannot make the worker
+package /etc or another team's checkout. The check is made on the resolved path, so symbolic
+links and `..` cannot step outside.
 """
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from structlog.contextvars import bound_contextvars
@@ -32,10 +38,12 @@ class BuildActivities:
     def __init__(
         self,
         artifact_dir: Path,
+        source_roots: Sequence[Path],
         limits: Limits = DEFAULT_LIMITS,
         heartbeat_every_seconds: float = HEARTBEAT_EVERY_SECONDS,
     ) -> None:
         self._artifact_dir = artifact_dir
+        self._source_roots = [root.resolve() for root in source_roots]
         self._limits = limits
         self._heartbeat_every_seconds = heartbeat_every_seconds
 
@@ -73,7 +81,7 @@ class BuildActivities:
     def _build(self, request: BuildRequest, progress: Progress) -> PackageFacts:
         """Runs in a worker thread."""
         progress.stage = "reading"
-        files = read_source(Path(request.source), self._limits, progress)
+        files = read_source(self._allowed_source(request.source), self._limits, progress)
         progress.stage = "validating"
         manifest = manifest_from_files(files, request.version)
         progress.stage = "bundling"
@@ -88,3 +96,14 @@ class BuildActivities:
             artifact_path=str(stored.path),
             manifest=manifest,
         )
+
+    def _allowed_source(self, source: str) -> Path:
+        resolved = Path(source).resolve()
+        if any(resolved.is_relative_to(root) for root in self._source_roots):
+            return resolved
+        roots = ", ".join(str(root) for root in self._source_roots)
+        raise PackageSourceError([
+            f"source {source} is outside the directories builds may read ({roots}); "
+            "put the package there or ask the platform team to add its directory to "
+            "BUILD_SOURCE_ROOTS"
+        ])

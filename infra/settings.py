@@ -37,6 +37,9 @@ class Settings(BaseModel):
     log_format: str
     metrics_address: str | None
     """host:port of the worker's Prometheus endpoint (/metrics); unset means no endpoint."""
+    build_source_roots: list[Path]
+    """The only directories build sources may be read from (BUILD_SOURCE_ROOTS, separated by
+    the OS path separator); unset means the worker's current directory."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -50,6 +53,10 @@ class Settings(BaseModel):
             log_level=env.get("LOG_LEVEL") or "INFO",
             log_format=env.get("LOG_FORMAT") or "json",
             metrics_address=env.get("METRICS_ADDRESS") or None,
+            build_source_roots=[
+                Path(root) for root in (env.get("BUILD_SOURCE_ROOTS") or "").split(os.pathsep)
+                if root
+            ] or [Path.cwd()],
         )
 
     def require_database_url(self) -> str:

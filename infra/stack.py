@@ -46,6 +46,7 @@ def up() -> dict[str, str]:
         or (f"http://localhost:{TEMPORAL_UI_PORT}" if _running(TEMPORAL_PID) else ""),
         "ARTIFACT_DIR": os.environ.get("ARTIFACT_DIR") or str((DATA_DIR / "artifacts").resolve()),
         "METRICS_ADDRESS": os.environ.get("METRICS_ADDRESS") or "127.0.0.1:9464",
+        "BUILD_SOURCE_ROOTS": os.environ.get("BUILD_SOURCE_ROOTS") or str(Path.cwd().resolve()),
     }
     asyncio.run(apply_migrations(stack["DATABASE_URL"]))
     STACK_ENV_FILE.write_text("".join(f"{key}={value}\n" for key, value in stack.items()))

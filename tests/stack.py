@@ -34,6 +34,7 @@ from starters.client import ReleaseClient
 from tests.mpr_runner import Mpr, mpr_runner
 
 CONTINUE_AS_NEW_AFTER_EVENTS = 400
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 MEMBERS = [
     Membership(workspace_id="ws-e2e", user_id="dev", role=Role.DEVELOPER),
     Membership(workspace_id="ws-e2e", user_id="admin", role=Role.ADMIN),
@@ -114,6 +115,9 @@ async def worker(
         "TEMPORAL_TASK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
         "DATABASE_URL": e2e_database_url,
         "ARTIFACT_DIR": str(base / "artifacts"),
+        "BUILD_SOURCE_ROOTS": os.pathsep.join(
+            [str(tmp_path_factory.getbasetemp()), str(SAMPLES)]
+        ),
         "MPR_DATA_DIR": str(base / "data"),
         "METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
     }

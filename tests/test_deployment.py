@@ -48,7 +48,14 @@ def test_temporal_persists_in_postgres_and_nothing_is_lost_on_restart() -> None:
     for service in ("temporal-db", "catalog-db"):
         assert any("/var/lib/postgresql/data" in v for v in SERVICES[service]["volumes"])
     assert "artifacts:/var/lib/mpr/artifacts" in SERVICES["worker"]["volumes"]
-    assert set(COMPOSE["volumes"]) == {"temporal-db", "catalog-db", "artifacts"}
+    assert set(COMPOSE["volumes"]) == {"temporal-db", "catalog-db", "artifacts", "sources"}
+
+
+def test_worker_reads_build_sources_only_from_its_mounted_roots() -> None:
+    roots = SERVICES["worker"]["environment"]["BUILD_SOURCE_ROOTS"].split(":")
+    mounts = [volume.split(":") for volume in SERVICES["worker"]["volumes"]]
+    for root in roots:
+        assert [name for name, path, *mode in mounts if path == root and mode == ["ro"]]
 
 
 def test_admin_tools_offer_tctl_and_the_temporal_cli() -> None:

@@ -47,3 +47,9 @@ def test_temporal_env_config_is_honoured(stack_env: Path, monkeypatch: pytest.Mo
     assert config["namespace"] == "my-ns.a1b2c"
     assert config["api_key"] == "secret-key"
     assert config.get("tls"), "an API key implies TLS"
+
+
+def test_build_source_roots(stack_env: Path) -> None:
+    assert Settings.from_env({}).build_source_roots == [Path.cwd()]
+    roots = Settings.from_env({"BUILD_SOURCE_ROOTS": "/srv/a:/srv/b:"}).build_source_roots
+    assert roots == [Path("/srv/a"), Path("/srv/b")]

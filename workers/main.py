@@ -33,7 +33,7 @@ log = get_logger(__name__)
 
 
 def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worker:
-    builds = BuildActivities(settings.artifact_dir)
+    builds = BuildActivities(settings.artifact_dir, settings.build_source_roots)
     compatibility = CompatibilityActivities(load_tables())
     catalog = CatalogActivities(pool)
     services = MiniServiceCatalogActivities(pool)
@@ -67,6 +67,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         worker = build_worker(client, settings, pool)
         log.info("worker started", task_queue=settings.task_queue,
                  namespace=client.namespace, artifact_dir=str(settings.artifact_dir),
+                 build_source_roots=[str(root) for root in settings.build_source_roots],
                  metrics=f"http://{settings.metrics_address}/metrics"
                  if settings.metrics_address else None)
         running = asyncio.create_task(worker.run())

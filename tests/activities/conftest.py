@@ -39,8 +39,8 @@ def artifact_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def builder(artifact_dir: Path) -> BuildActivities:
-    return BuildActivities(artifact_dir)
+def builder(artifact_dir: Path, tmp_path: Path, samples: Path) -> BuildActivities:
+    return BuildActivities(artifact_dir, [tmp_path, samples])
 
 
 @pytest.fixture

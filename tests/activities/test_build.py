@@ -147,7 +147,7 @@ async def test_builds_are_byte_identical_whatever_the_source_form(
     with tarfile.open(tarball, "w:gz") as archive:
         archive.add(folder, arcname=".")
 
-    other_dir = BuildActivities(tmp_path / "elsewhere")
+    other_dir = BuildActivities(tmp_path / "elsewhere", [tmp_path])
     results = [
         await build(folder),
         await build(zipped),
@@ -177,7 +177,7 @@ async def test_an_unwritable_artifact_dir_is_a_retryable_error(tmp_path: Path) -
     folder = write_tree(tmp_path / "src", TREE)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    builder = BuildActivities(blocker)
+    builder = BuildActivities(blocker, [tmp_path])
     request = BuildRequest(release_id="r", mini_program_id="p", version="1.0.0", source=str(folder))
 
     with pytest.raises(OSError):
@@ -207,6 +207,29 @@ async def test_every_manifest_problem_is_listed(build: Build, samples: Path) -> 
 async def test_a_missing_source_is_refused(build: Build, tmp_path: Path) -> None:
     error = await refusal(build, tmp_path / "nowhere.zip")
     assert error.message == f"source {tmp_path / 'nowhere.zip'} does not exist"
+
+
+async def test_sources_outside_the_configured_roots_are_refused(
+    build: Build, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = write_tree(tmp_path_factory.mktemp("outside") / "src", TREE)
+    root = os.path.realpath(tmp_path)
+    inside_link = tmp_path / "link-to-outside"
+    inside_link.symlink_to(outside)
+
+    for source in (outside, tmp_path / ".." / outside.parent.name / "src", inside_link):
+        error = await refusal(build, source)
+        assert error.message.startswith(f"source {source} is outside the directories builds "
+                                        f"may read ({root}, ")
+        assert "BUILD_SOURCE_ROOTS" in error.message
+
+
+async def test_a_source_anywhere_under_a_configured_root_is_read(
+    build: Build, tmp_path: Path
+) -> None:
+    folder = write_tree(tmp_path / "deep" / "er" / "src", TREE)
+    assert (await build(tmp_path / "deep" / ".." / "deep" / "er" / "src")).file_count == len(TREE)
+    assert (await build(folder)).file_count == len(TREE)
 
 
 async def test_an_unsupported_source_kind_is_refused(build: Build, tmp_path: Path) -> None:
@@ -378,14 +401,14 @@ async def test_too_many_files_are_refused(build: Build, tmp_path: Path) -> None:
 
 
 async def test_folders_do_not_count_as_files(build: Build, tmp_path: Path) -> None:
-    limited = BuildActivities(tmp_path / "artifacts", limits=SMALL)
+    limited = BuildActivities(tmp_path / "artifacts", [tmp_path], limits=SMALL)
     entries = [(f"empty/{i}/", b"") for i in range(20)] + list(TREE.items())
     package = await build(write_zip(tmp_path / "dirs.zip", entries), activities=limited)
     assert package.file_count == len(TREE)
 
 
 async def test_a_file_over_the_size_limit_is_refused(build: Build, tmp_path: Path) -> None:
-    limited = BuildActivities(tmp_path / "artifacts", limits=SMALL)
+    limited = BuildActivities(tmp_path / "artifacts", [tmp_path], limits=SMALL)
     big = os.urandom(MiB + 1)
     sources = [
         write_tree(tmp_path / "src", {**TREE, "big.bin": big}),
@@ -398,7 +421,7 @@ async def test_a_file_over_the_size_limit_is_refused(build: Build, tmp_path: Pat
 
 
 async def test_a_package_over_the_total_limit_is_refused(build: Build, tmp_path: Path) -> None:
-    limited = BuildActivities(tmp_path / "artifacts", limits=SMALL)
+    limited = BuildActivities(tmp_path / "artifacts", [tmp_path], limits=SMALL)
     parts = {f"part{i}.bin": os.urandom(MiB) for i in range(3)}
 
     zipped = write_zip(tmp_path / "p.zip", [*TREE.items(), *parts.items()])
@@ -412,7 +435,7 @@ async def test_a_package_over_the_total_limit_is_refused(build: Build, tmp_path:
 
 
 async def test_a_tarball_inflating_past_the_limits_is_stopped(build: Build, tmp_path: Path) -> None:
-    limited = BuildActivities(tmp_path / "artifacts", limits=SMALL)
+    limited = BuildActivities(tmp_path / "artifacts", [tmp_path], limits=SMALL)
     # The oversized member is refused, but its zeros still stream through the decompressor.
     members = [*regular_members(TREE), (member("zeros.bin"), bytes(8 * MiB))]
     bomb = write_tar_gz(tmp_path / "bomb.tgz", members)
@@ -448,7 +471,7 @@ async def test_a_long_build_keeps_heartbeating(
         return files
 
     monkeypatch.setattr(build_module, "read_source", slow_read)
-    fast = BuildActivities(tmp_path / "artifacts", heartbeat_every_seconds=0.05)
+    fast = BuildActivities(tmp_path / "artifacts", [samples], heartbeat_every_seconds=0.05)
 
     await build(samples / "1.0.0", activities=fast, env=activity_env)
 
