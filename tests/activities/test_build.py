@@ -213,14 +213,13 @@ async def test_sources_outside_the_configured_roots_are_refused(
     build: Build, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     outside = write_tree(tmp_path_factory.mktemp("outside") / "src", TREE)
-    root = os.path.realpath(tmp_path)
     inside_link = tmp_path / "link-to-outside"
     inside_link.symlink_to(outside)
 
     for source in (outside, tmp_path / ".." / outside.parent.name / "src", inside_link):
         error = await refusal(build, source)
         assert error.message.startswith(f"source {source} is outside the directories builds "
-                                        f"may read ({root}, ")
+                                        f"may read ({tmp_path}, ")
         assert "BUILD_SOURCE_ROOTS" in error.message
 
 
