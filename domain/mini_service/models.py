@@ -14,6 +14,7 @@ MAX_SECTIONS = 50
 MAX_PROGRAMS_PER_SECTION = 100
 MAX_IMAGES = 20
 MAX_LANGUAGES = 30
+MAX_LANGUAGE_CODE_LENGTH = 35
 LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 
@@ -36,7 +37,7 @@ def _translations(value: dict[str, str]) -> dict[str, str]:
     if len(value) > MAX_LANGUAGES:
         raise ValueError(f"at most {MAX_LANGUAGES} languages")
     for language, text in value.items():
-        if not LANGUAGE.match(language):
+        if len(language) > MAX_LANGUAGE_CODE_LENGTH or not LANGUAGE.match(language):
             raise ValueError(f"{language!r} is not a language code (e.g. en, zh-CN)")
         if not text.strip() or len(text) > 100:
             raise ValueError(f"the {language} text must have 1 to 100 characters")
@@ -59,7 +60,7 @@ MiniProgramId = Annotated[str, Field(pattern=IDENTIFIER)]
 class Title(Strict):
     """A title in several languages; `default_language` is what others fall back to."""
 
-    default_language: str
+    default_language: str = Field(max_length=MAX_LANGUAGE_CODE_LENGTH)
     texts: Translations = Field(min_length=1)
 
     @model_validator(mode="after")
