@@ -2,7 +2,8 @@
 
 `mpr history --json` writes exactly what `temporal workflow show --output json` writes, so a
 file from either replays with `mpr replay`, loads in the SDKs' replayers and diffs cleanly
-against the other.
+against the other; its payloads stay encrypted, as the server holds them. The readable history
+shows them decrypted with MPR_PAYLOAD_KEYS.
 """
 
 import argparse
@@ -37,8 +38,9 @@ from temporalio.workflow import NondeterminismError
 from cli import FAILURE, USAGE, CliError, Subcommands
 from domain.models import Environment, StartInput
 from domain.release_id import release_id
+from infra.codec import EncryptionCodec, PayloadKeyError, payloads_in
 from infra.settings import Settings
-from infra.temporal import DATA_CONVERTER, connect
+from infra.temporal import PAYLOAD_CONVERTER, connect, data_converter, payload_codec
 from starters.releases import release_id_of
 from workflows.release import WORKFLOW_TYPE, MiniProgramRelease, redact
 
@@ -105,6 +107,8 @@ async def _history(args: argparse.Namespace) -> None:
         histories = [
             shown if run == run_id else await _fetch(client, workflow_id, run) for run in runs
         ]
+    for problem in sorted(await _decrypt(client, histories)):
+        print(f"mpr: payloads left encrypted: {problem}", file=sys.stderr)
     text = "\n\n".join(
         _readable(workflow_id, run, chain, history)
         for run, history in zip(runs, histories, strict=True)
@@ -141,6 +145,26 @@ def _server_errors(client: Client, workflow_id: str, run_id: str | None) -> Iter
         if error.status == RPCStatusCode.NOT_FOUND:
             raise CliError(f"no release {asked} in {where}: {error.message}", NOT_FOUND) from None
         raise CliError(f"Temporal ({where}) failed to show {asked}: {error.message}") from None
+
+
+async def _decrypt(client: Client, histories: Sequence[WorkflowHistory]) -> set[str]:
+    """Decrypt the payloads of `histories` in place, for reading; those that cannot be (their
+    key is not in MPR_PAYLOAD_KEYS) stay encrypted, and the reasons are returned."""
+    codec = client.data_converter.payload_codec
+    problems: set[str] = set()
+    if codec is None:
+        return problems
+    for history in histories:
+        for event in history.events:
+            for payload in payloads_in(event):
+                try:
+                    [plain] = await codec.decode([payload])
+                except PayloadKeyError as error:
+                    problems.add(str(error))
+                    continue
+                if plain is not payload:
+                    payload.CopyFrom(plain)
+    return problems
 
 
 async def _fetch(client: Client, workflow_id: str, run_id: str) -> WorkflowHistory:
@@ -289,7 +313,7 @@ def _short_type(event_type: "EventType.ValueType") -> str:
 def _values(payloads: Payloads | Sequence[Payload]) -> list[Any]:
     items = list(payloads.payloads if isinstance(payloads, Payloads) else payloads)
     try:
-        return DATA_CONVERTER.payload_converter.from_payloads(items)
+        return PAYLOAD_CONVERTER.from_payloads(items)
     except (KeyError, RuntimeError, ValueError):
         encodings = ", ".join(p.metadata.get("encoding", b"?").decode() for p in items)
         return [f"<not JSON: {encodings}>"]
@@ -424,10 +448,11 @@ _DETAILS: dict[str, Detail] = {
 
 
 async def _replay(args: argparse.Namespace) -> None:
-    history = _load(args.file, args.workflow_id)
+    settings = Settings.from_env()
+    history = _load(args.file, args.workflow_id, payload_codec(settings))
     replayer = Replayer(
         workflows=[MiniProgramRelease],
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
         # The SDK core would log the failing task to the console as well.
         runtime=Runtime(telemetry=TelemetryConfig(logging=None)),
     )
@@ -448,7 +473,7 @@ def _core_message(error: Exception) -> str:
     return found.group(1) if found else str(error)
 
 
-def _load(path: Path, workflow_id: str | None) -> WorkflowHistory:
+def _load(path: Path, workflow_id: str | None, codec: EncryptionCodec) -> WorkflowHistory:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -471,18 +496,19 @@ def _load(path: Path, workflow_id: str | None) -> WorkflowHistory:
     workflow_type = _started(started).workflow_type.name
     if workflow_type != WORKFLOW_TYPE:
         raise CliError(f"{path} is a history of {workflow_type}, not {WORKFLOW_TYPE}")
-    return WorkflowHistory(workflow_id or _recorded_workflow_id(started), history.events)
+    return WorkflowHistory(workflow_id or _recorded_workflow_id(started, codec), history.events)
 
 
-def _recorded_workflow_id(started: HistoryEvent) -> str:
+def _recorded_workflow_id(started: HistoryEvent, codec: EncryptionCodec) -> str:
     """The workflow id matters: a release checks its own id against its input. Newer servers
     record it in the start event; otherwise it follows from the start input."""
     attributes = _started(started)
     if attributes.workflow_id:
         return str(attributes.workflow_id)
     try:
-        return release_id_of(StartInput.model_validate(_values(attributes.input)[0]))
-    except (ValidationError, IndexError):
+        start = _values(codec.decrypt_all(attributes.input.payloads))[0]
+        return release_id_of(StartInput.model_validate(start))
+    except (ValidationError, IndexError, PayloadKeyError):
         return PLACEHOLDER_WORKFLOW_ID
 
 

@@ -26,7 +26,8 @@ from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from catalog import CatalogError
-from cli import FAILURE, USAGE, CliError, Subcommands, admin, history, releases, services
+from cli import FAILURE, USAGE, CliError, Subcommands, admin, codec, history, releases, services
+from infra.codec import PayloadKeyError
 from infra.entrypoint import run_and_exit
 from starters.client import (
     CommandRefused,
@@ -48,6 +49,7 @@ COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (
     history.register,
     admin.register,
     services.register,
+    codec.register,
 )
 
 CLIENT_ERROR_CODES: tuple[tuple[type[ReleaseClientError], int], ...] = (
@@ -91,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReleaseClientError as error:
         return _fail(str(error), _client_error_code(error))
     except ConnectionError as error:  # infra.temporal.connect: the message names the address
+        return _fail(str(error), FAILURE)
+    except PayloadKeyError as error:  # MPR_PAYLOAD_KEYS malformed, unset, or lacking a key
         return _fail(str(error), FAILURE)
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:  # the server's message names the id

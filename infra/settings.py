@@ -9,9 +9,10 @@ variables, TEMPORAL_PROFILE and its config file) are read by the SDK's env confi
 import os
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 DEFAULT_TASK_QUEUE = "mini-program-release"
+DEFAULT_CODEC_SERVER = "127.0.0.1:8234"
 DATA_DIR = Path(os.environ.get("MPR_DATA_DIR", ".data"))
 STACK_ENV_FILE = DATA_DIR / "stack.env"
 
@@ -27,6 +28,16 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def encryption_off(value: str | None) -> bool:
+    """MPR_PAYLOAD_ENCRYPTION: only `off` turns payload encryption off, so a typo fails safe."""
+    return (value or "").strip().lower() == "off"
+
+
+def _secret(value: str | None) -> SecretStr | None:
+    """Secrets stay out of reprs and logs of Settings."""
+    return SecretStr(value.strip()) if value and value.strip() else None
+
+
 class Settings(BaseModel):
     temporal_address: str | None
     temporal_namespace: str | None
@@ -40,6 +51,18 @@ class Settings(BaseModel):
     build_source_roots: list[Path]
     """The only directories build sources may be read from (BUILD_SOURCE_ROOTS, separated by
     the OS path separator); unset means the worker's current directory."""
+    payload_keys: SecretStr | None
+    """MPR_PAYLOAD_KEYS: `key_id:base64_key` entries, the first encrypts (infra.codec)."""
+    payload_encryption: bool
+    """False only with MPR_PAYLOAD_ENCRYPTION=off (encryption_off)."""
+    codec_server_address: str
+    """host:port the codec server listens on (MPR_CODEC_SERVER_ADDRESS)."""
+    codec_cors_origins: list[str]
+    """Web UI origins allowed to call the codec server (MPR_CODEC_CORS_ORIGINS, comma
+    separated); none by default: only the `temporal` CLI, which sends no Origin."""
+    codec_server_token: SecretStr | None
+    """MPR_CODEC_SERVER_TOKEN: when set, the codec server answers only requests carrying
+    `Authorization: Bearer <token>`."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -57,6 +80,15 @@ class Settings(BaseModel):
                 Path(root) for root in (env.get("BUILD_SOURCE_ROOTS") or "").split(os.pathsep)
                 if root
             ] or [Path.cwd()],
+            payload_keys=_secret(env.get("MPR_PAYLOAD_KEYS")),
+            payload_encryption=not encryption_off(env.get("MPR_PAYLOAD_ENCRYPTION")),
+            codec_server_address=env.get("MPR_CODEC_SERVER_ADDRESS") or DEFAULT_CODEC_SERVER,
+            codec_cors_origins=[
+                origin.strip().rstrip("/")
+                for origin in (env.get("MPR_CODEC_CORS_ORIGINS") or "").split(",")
+                if origin.strip()
+            ],
+            codec_server_token=_secret(env.get("MPR_CODEC_SERVER_TOKEN")),
         )
 
     def require_database_url(self) -> str:

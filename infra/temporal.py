@@ -1,11 +1,15 @@
 """Connecting to Temporal: one data converter, one way to find the server, one set of
 search attributes.
 
+Workers, clients, `mpr` and replayers all build their converter with `data_converter`, so that
+what one encrypts the others read (infra.codec).
+
 Connection settings come from Temporal's env config (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE and the profile file), with the values
 `make up` wrote to .data/stack.env filling in what the environment leaves unset.
 """
 
+import dataclasses
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -15,14 +19,31 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from infra.codec import EncryptionCodec, KeyRing
 from infra.settings import Settings
 from workflows import search_attributes
 
-DATA_CONVERTER = pydantic_data_converter
 DEFAULT_ADDRESS = "localhost:7233"
+# Values to JSON payloads and back, without the codec: for search attributes (never encoded)
+# and for payloads already decrypted.
+PAYLOAD_CONVERTER = pydantic_data_converter.payload_converter
+
+
+def payload_codec(settings: Settings) -> EncryptionCodec:
+    """The codec of MPR_PAYLOAD_KEYS (PayloadKeyError when malformed). Without keys it still
+    reads plain payloads, and refuses to send any unless MPR_PAYLOAD_ENCRYPTION=off."""
+    keys = KeyRing.parse(settings.payload_keys.get_secret_value() if settings.payload_keys
+                         else None)
+    return EncryptionCodec(keys, encrypt=settings.payload_encryption)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic JSON, then the payload codec."""
+    return dataclasses.replace(pydantic_data_converter, payload_codec=payload_codec(settings))
 
 
 def connect_config(settings: Settings) -> dict[str, Any]:
@@ -44,8 +65,9 @@ def metrics_runtime(address: str) -> Runtime:
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     config = connect_config(settings)
+    converter = data_converter(settings)
     try:
-        return await Client.connect(**config, data_converter=DATA_CONVERTER, runtime=runtime)
+        return await Client.connect(**config, data_converter=converter, runtime=runtime)
     except RuntimeError as error:
         raise ConnectionError(
             f"cannot reach Temporal at {config['target_host']} "

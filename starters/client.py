@@ -208,8 +208,8 @@ class StageTimeout(ReleaseClientError):
 class ReleaseClient:
     def __init__(self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE, *,
                  starting_grace: float = STARTING_GRACE_SECONDS) -> None:
-        """`client` must use infra.temporal.DATA_CONVERTER (pydantic); `starting_grace` is how
-        long queries wait for a release that is still loading its policy."""
+        """`client` must use infra.temporal.data_converter(settings); `starting_grace` is
+        how long queries wait for a release that is still loading its policy."""
         self._client = client
         self.task_queue = task_queue
         self._access = WorkflowAccess(

@@ -177,7 +177,7 @@ class MiniServiceClient:
     def __init__(self, client: Client, db: Database | None = None,
                  task_queue: str = DEFAULT_TASK_QUEUE, *,
                  starting_grace: float = STARTING_GRACE_SECONDS) -> None:
-        """`client` must use infra.temporal.DATA_CONVERTER (pydantic); `db` is the catalog,
+        """`client` must use infra.temporal.data_converter(settings); `db` is the catalog,
         needed by create, duplicate, history and resolve; `starting_grace` is how long calls
         wait for a version that is still loading its super app's policy."""
         self._client = client

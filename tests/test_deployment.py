@@ -28,6 +28,38 @@ def test_worker_environment_matches_the_settings_module() -> None:
     assert env["DATABASE_URL"].split("@")[1].startswith("catalog-db:")
 
 
+REQUIRED_FROM_ENVIRONMENT = re.compile(r"\$\{MPR_PAYLOAD_KEYS:\?[^}]+\}")
+# A `key_id:base64(32 bytes)` entry of MPR_PAYLOAD_KEYS.
+KEY_ENTRY = re.compile(r"[\w.-]+:[A-Za-z0-9+/]{43}=")
+
+
+def test_payload_keys_come_from_the_environment_never_from_the_repository() -> None:
+    for service in ("worker", "migrate", "codec-server"):
+        value = SERVICES[service]["environment"]["MPR_PAYLOAD_KEYS"]
+        assert REQUIRED_FROM_ENVIRONMENT.fullmatch(value), service
+    for path in [ROOT / "docker-compose.yml", ROOT / "Dockerfile", ROOT / "Makefile",
+                 ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        assert not KEY_ENTRY.search(path.read_text()), f"a payload key in {path.name}"
+
+
+def test_the_web_ui_decrypts_through_the_codec_server() -> None:
+    codec = SERVICES["codec-server"]
+    assert codec["command"][:2] == ["python", "-m"]
+    assert importlib.util.find_spec(codec["command"][2])
+    for name in codec["environment"]:
+        assert f'"{name}"' in SETTINGS_SOURCE, f"{name} is not read by infra/settings.py"
+    settings = Settings.from_env({key: str(value) for key, value in codec["environment"].items()})
+    listen_port = settings.codec_server_address.rpartition(":")[2]
+    host, published, port = codec["ports"][0].split(":")
+    assert (host, port) == ("127.0.0.1", listen_port), "published on the host's loopback only"
+
+    ui = SERVICES["temporal-ui"]
+    ui_port = ui["ports"][0].split(":")[0]
+    # The browser calls the codec server: the endpoint is the host's, the origin the UI's.
+    assert ui["environment"]["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{published}"
+    assert settings.codec_cors_origins == [f"http://localhost:{ui_port}"]
+
+
 def test_search_attributes_registered_as_the_workflow_expects() -> None:
     command = " ".join(SERVICES["register-search-attributes"]["command"])
     registered = dict(re.findall(r"(\w+):(Keyword|Int|Datetime)", command))

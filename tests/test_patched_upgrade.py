@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.models import Role
     from domain.release_id import release_id
     from domain.state import ReleaseState, ReleaseStatus
-    from infra.temporal import DATA_CONVERTER
+    from tests.stack import TEST_CONVERTER
     from tests.workflows.driving import command, start_input, wait_for_stage
     from tests.workflows.fakes import FakeCatalog
 from workflows.release import WORKFLOW_TYPE, MiniProgramRelease
@@ -115,7 +115,7 @@ def load(path: Path) -> WorkflowHistory:
 
 
 def replayer(workflow_class: type) -> Replayer:
-    return Replayer(workflows=[workflow_class], data_converter=DATA_CONVERTER)
+    return Replayer(workflows=[workflow_class], data_converter=TEST_CONVERTER)
 
 
 def test_the_recordings_cover_the_changed_step() -> None:

@@ -13,7 +13,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from infra.temporal import DATA_CONVERTER
+from tests.stack import TEST_CONVERTER
 from workflows.mini_service import MiniServiceRelease
 from workflows.release import MiniProgramRelease
 
@@ -50,7 +50,7 @@ def load(path: Path, text: str | None = None) -> WorkflowHistory:
 
 def replayer() -> Replayer:
     return Replayer(workflows=[MiniProgramRelease, MiniServiceRelease],
-                    data_converter=DATA_CONVERTER)
+                    data_converter=TEST_CONVERTER)
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from infra import settings as settings_module
-from infra.settings import DEFAULT_TASK_QUEUE, Settings
+from infra.codec import new_key_entry
+from infra.settings import DEFAULT_CODEC_SERVER, DEFAULT_TASK_QUEUE, Settings
 from infra.temporal import DEFAULT_ADDRESS, connect_config
 
 
@@ -14,7 +15,8 @@ def stack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "stack.env"
     monkeypatch.setattr(settings_module, "STACK_ENV_FILE", path)
     for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "DATABASE_URL",
-                 "TEMPORAL_TASK_QUEUE", "TEMPORAL_PROFILE"):
+                 "TEMPORAL_TASK_QUEUE", "TEMPORAL_PROFILE", "MPR_PAYLOAD_KEYS",
+                 "MPR_PAYLOAD_ENCRYPTION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(tmp_path / "absent.toml"))
     return path
@@ -53,3 +55,35 @@ def test_build_source_roots(stack_env: Path) -> None:
     assert Settings.from_env({}).build_source_roots == [Path.cwd()]
     roots = Settings.from_env({"BUILD_SOURCE_ROOTS": "/srv/a:/srv/b:"}).build_source_roots
     assert roots == [Path("/srv/a"), Path("/srv/b")]
+
+
+def test_payload_keys_from_the_stack_and_kept_secret(stack_env: Path) -> None:
+    stacked, mine = new_key_entry("stack"), new_key_entry("mine")
+    stack_env.write_text(f"MPR_PAYLOAD_KEYS={stacked}\n")
+    settings = Settings.from_env({})
+    assert settings.payload_keys is not None and settings.payload_encryption
+    assert settings.payload_keys.get_secret_value() == stacked
+    assert stacked.partition(":")[2] not in repr(settings) + str(settings)
+    overridden = Settings.from_env({"MPR_PAYLOAD_KEYS": mine}).payload_keys
+    assert overridden is not None and overridden.get_secret_value() == mine
+    assert Settings.from_env({"MPR_PAYLOAD_KEYS": " "}).payload_keys is None, "blank is unset"
+
+
+def test_only_off_turns_encryption_off(stack_env: Path) -> None:
+    assert not Settings.from_env({"MPR_PAYLOAD_ENCRYPTION": " OFF "}).payload_encryption
+    for value in ("", "on", "of", "false", "0", "no"):  # a typo fails safe
+        assert Settings.from_env({"MPR_PAYLOAD_ENCRYPTION": value}).payload_encryption, value
+
+
+def test_codec_server_settings(stack_env: Path) -> None:
+    default = Settings.from_env({})
+    assert default.codec_server_address == DEFAULT_CODEC_SERVER == "127.0.0.1:8234"
+    assert default.codec_cors_origins == [] and default.codec_server_token is None
+    settings = Settings.from_env({"MPR_CODEC_SERVER_ADDRESS": "0.0.0.0:8081",
+                                  "MPR_CODEC_CORS_ORIGINS": "http://localhost:8080/, https://ui",
+                                  "MPR_CODEC_SERVER_TOKEN": " t0ken "})
+    assert settings.codec_server_address == "0.0.0.0:8081"
+    assert settings.codec_cors_origins == ["http://localhost:8080", "https://ui"]
+    assert settings.codec_server_token is not None
+    assert settings.codec_server_token.get_secret_value() == "t0ken"
+    assert "t0ken" not in repr(settings)

@@ -20,10 +20,11 @@ from activities.catalog import CatalogActivities
 from activities.compatibility import CompatibilityActivities, load_tables
 from activities.mini_service_catalog import MiniServiceCatalogActivities
 from catalog.db import apply_migrations, create_pool
+from infra.codec import PayloadKeyError
 from infra.entrypoint import run_and_exit
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings
-from infra.temporal import connect, metrics_runtime, register_search_attributes
+from infra.temporal import connect, metrics_runtime, payload_codec, register_search_attributes
 from workers.log_context import LogContextInterceptor
 from workflows.mini_service import MiniServiceRelease
 from workflows.release import MiniProgramRelease
@@ -57,7 +58,27 @@ def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Work
     )
 
 
+def payload_key_ids(settings: Settings) -> list[str]:
+    """The ids of the payload keys, checked before anything starts: a worker without keys
+    would write personal data into Temporal histories in plain text."""
+    if settings.payload_encryption and settings.payload_keys is None:
+        raise SystemExit(
+            "the worker refuses to start: MPR_PAYLOAD_KEYS is not set, and the worker would "
+            "write personal data into Temporal in plain text. Export the payload keys "
+            "(`make up` keeps them in .data/payload-keys; see README, Personal data), or set "
+            "MPR_PAYLOAD_ENCRYPTION=off to run without encryption."
+        )
+    try:
+        return payload_codec(settings).keys.key_ids
+    except PayloadKeyError as error:
+        raise SystemExit(f"the worker refuses to start: {error}") from None
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    key_ids = payload_key_ids(settings)
+    if not settings.payload_encryption:
+        log.warning("payload encryption is off (MPR_PAYLOAD_ENCRYPTION=off): new payloads, "
+                    "personal data included, are stored in Temporal in plain text")
     runtime = metrics_runtime(settings.metrics_address) if settings.metrics_address else None
     client = await connect(settings, runtime)
     pool = await create_pool(settings.require_database_url())
@@ -68,6 +89,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         log.info("worker started", task_queue=settings.task_queue,
                  namespace=client.namespace, artifact_dir=str(settings.artifact_dir),
                  build_source_roots=[str(root) for root in settings.build_source_roots],
+                 payload_encryption=settings.payload_encryption, payload_key_ids=key_ids,
                  metrics=f"http://{settings.metrics_address}/metrics"
                  if settings.metrics_address else None)
         running = asyncio.create_task(worker.run())

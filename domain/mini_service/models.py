@@ -49,7 +49,9 @@ Translations = Annotated[dict[str, str], AfterValidator(_translations)]
 
 def _email(value: str) -> str:
     if not EMAIL.match(value):
-        raise ValueError(f"{value!r} is not an email address")
+        # The value is not repeated: refusal reasons are kept in plain text (update failures,
+        # the audit log), and a near-miss email is still personal data.
+        raise ValueError("the value is not an email address")
     return value.lower()
 
 

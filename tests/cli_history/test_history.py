@@ -135,8 +135,9 @@ async def test_release_can_be_named_by_program_version_and_app(
 async def test_json_is_exactly_what_temporal_workflow_show_writes(
     mpr: Mpr, released: Release, temporal_cli: TemporalCli, tmp_path: Path
 ) -> None:
+    # Without the codec server: `mpr history --json` keeps payloads as the server holds them.
     theirs = temporal_cli.run("workflow", "show", "--workflow-id", released.workflow_id,
-                              "--output", "json").stdout
+                              "--output", "json", codec=False).stdout
     to_stdout = await mpr("history", released.workflow_id, "--json")
     file = tmp_path / "history.json"
     to_file = await mpr("history", released.workflow_id, "--json", "--output", str(file))

@@ -8,7 +8,8 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 
-from infra.temporal import DATA_CONVERTER, register_search_attributes, search_attribute_types
+from infra.temporal import register_search_attributes, search_attribute_types
+from tests.stack import TEST_CONVERTER
 from workers.main import ensure_search_attributes
 
 
@@ -18,7 +19,7 @@ async def test_missing_search_attributes_are_registered_once(temporal_address: s
     await admin.workflow_service.register_namespace(RegisterNamespaceRequest(
         namespace=namespace, workflow_execution_retention_period=Duration(seconds=86_400)))
     client = await Client.connect(temporal_address, namespace=namespace,
-                                  data_converter=DATA_CONVERTER)
+                                  data_converter=TEST_CONVERTER)
 
     await ensure_search_attributes(client)
 

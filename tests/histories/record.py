@@ -24,7 +24,8 @@ from domain.mini_service.models import mini_service_id
 from domain.models import Role
 from domain.release_id import release_id
 from infra.servers import temporal_binary
-from infra.temporal import DATA_CONVERTER
+from infra.settings import Settings
+from infra.temporal import data_converter
 from tests.workflows.fakes import MEMBERS, FakeCatalog
 from tests.workflows.service_fakes import FakeServiceCatalog
 from workflows import search_attributes
@@ -32,6 +33,9 @@ from workflows.mini_service import MiniServiceRelease
 from workflows.release import MiniProgramRelease
 
 HERE = Path(__file__).parent
+# The recordings are replayed by every test run, which holds no long-lived payload key: they
+# are recorded unencrypted (the replayers' codec passes plain payloads through).
+RECORDING_CONVERTER = data_converter(Settings.from_env({"MPR_PAYLOAD_ENCRYPTION": "off"}))
 # Low enough that the *_continue_as_new paths really continue as new (see README.md).
 SMALL_HISTORY_LIMIT = ["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=120"]
 PROGRAM = "coffee-shop"
@@ -364,7 +368,7 @@ async def write_runs(client: Client, path: str, part: str | None, handle: Handle
 async def record(paths: list[str], extra_args: list[str]) -> list[Path]:
     written: list[Path] = []
     async with await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
+        data_converter=RECORDING_CONVERTER,
         dev_server_existing_path=temporal_binary(),
         search_attributes=search_attributes.ALL,
         dev_server_extra_args=extra_args,

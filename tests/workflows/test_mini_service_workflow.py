@@ -18,7 +18,7 @@ from temporalio.worker import Replayer, Worker
 
 from domain.mini_service.models import mini_service_id
 from domain.models import Role
-from infra.temporal import DATA_CONVERTER
+from tests.stack import TEST_CONVERTER
 from tests.workflows.service_fakes import FakeServiceCatalog
 from workflows.mini_service import MiniServiceRelease
 
@@ -206,5 +206,5 @@ async def test_history_replays(services: Services):
     await do(handle, "add_section", actor="olly", title={"en": "Food"})
     await do(handle, "delete", actor="olly")
     await handle.result()
-    replayer = Replayer(workflows=[MiniServiceRelease], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[MiniServiceRelease], data_converter=TEST_CONVERTER)
     await replayer.replay_workflow(await handle.fetch_history())

@@ -14,7 +14,7 @@ from domain.models import ReleaseContext, Role, StartInput
 from domain.release_id import release_id
 from domain.rules import start_release
 from domain.stages import Stage
-from infra.temporal import DATA_CONVERTER
+from tests.stack import TEST_CONVERTER
 from tests.workflows.driving import Releases, command, start_input, wait_for_stage
 from tests.workflows.fakes import POLICIES, FakeCatalog
 from workflows import search_attributes as sa
@@ -360,7 +360,7 @@ async def test_history_replays_deterministically(releases: Releases):
     await command(handle, "full_release", actor="admin")
     await handle.result()
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[MiniProgramRelease], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[MiniProgramRelease], data_converter=TEST_CONVERTER)
     await replayer.replay_workflow(history)
 
 
