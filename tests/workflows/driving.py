@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 
 from domain.release_id import release_id
 
@@ -22,9 +22,30 @@ class Releases:
         request = start_input(**overrides)
         workflow_id = release_id(request["mini_program_id"], request["version"],
                                  request["target_app"], request.get("environment", "production"))
-        return await self.client.start_workflow(
+        handle = await self.client.start_workflow(
             "MiniProgramRelease", request, id=workflow_id, task_queue=self.task_queue
         )
+        await until_answering(handle)
+        return handle
+
+
+async def until_answering(handle: WorkflowHandle[Any, Any]) -> None:
+    """Wait until a new workflow has loaded its context from the catalog and answers queries
+    (it says "still starting" before), as the client libraries do; generous, because the
+    machine may be busy with other test servers. A workflow that fails to start stays silent,
+    so this gives up once it is closed and leaves the test to see why."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            await handle.query("status")
+            return
+        except WorkflowQueryFailedError as error:
+            if "still starting" not in error.message:
+                raise
+        if (await handle.describe()).close_time is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{handle.id} did not finish starting within 60 s")
 
 
 def start_input(**overrides: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ They keep just enough of the catalog (roles, events, the channel hold) for the w
 behaviour to be observable; the real activities are tested against PostgreSQL elsewhere.
 """
 
+import asyncio
 from dataclasses import dataclass, field
 
 from temporalio import activity
@@ -58,6 +59,8 @@ class FakeCatalog:
     transitions: list[CatalogTransition] = field(default_factory=list)
     holders: dict[tuple[str, str, str], str] = field(default_factory=dict)
     stable: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    builds_wait_for: asyncio.Event | None = None
+    """When set, builds run until the event is set (or the activity is cancelled)."""
     failing_cells: set[str] = field(default_factory=set)
     refused_commands: set[str] = field(default_factory=set)
     build_started: int = 0
@@ -106,6 +109,8 @@ class FakeCatalog:
     @activity.defn(name="build_package")
     async def build_package(self, request: BuildRequest) -> PackageFacts:
         self.build_started += 1
+        if self.builds_wait_for is not None:
+            await self.builds_wait_for.wait()
         if "broken" in request.source:
             raise ApplicationError(
                 "page 'pages/cart/cart' has no file (looked for pages/cart/cart.*)",

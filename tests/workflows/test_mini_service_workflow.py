@@ -19,6 +19,7 @@ from temporalio.worker import Replayer, Worker
 from domain.mini_service.models import mini_service_id
 from domain.models import Role
 from tests.stack import TEST_CONVERTER
+from tests.workflows.driving import until_answering
 from tests.workflows.service_fakes import FakeServiceCatalog
 from workflows.mini_service import MiniServiceRelease
 
@@ -32,9 +33,11 @@ class Services:
     async def start(self, version_no: int, **extra: Any) -> WorkflowHandle[Any, Any]:
         request = {"super_app": self.super_app, "version_no": version_no, "created_by": "olly",
                    **extra}
-        return await self.client.start_workflow(
+        handle = await self.client.start_workflow(
             "MiniServiceRelease", request, id=mini_service_id(self.super_app, version_no),
             task_queue=self.task_queue)
+        await until_answering(handle)
+        return handle
 
 
 @pytest.fixture

@@ -267,14 +267,7 @@ async def test_non_production_releases_skip_review(releases: Releases, catalog: 
 
 
 async def test_cancel_while_building_stops_the_build(releases: Releases, catalog: FakeCatalog):
-    release_build = asyncio.Event()
-    original = catalog.build_package
-
-    async def slow_build(request: Any) -> Any:
-        await release_build.wait()
-        return await original(request)
-
-    catalog.build_package = slow_build  # type: ignore[method-assign]
+    catalog.builds_wait_for = asyncio.Event()
     handle = await releases.start()
     status = await command(handle, "cancel_release", actor="owner", reason="wrong branch")
     assert status["stage"] == "CANCELED"
