@@ -4,6 +4,7 @@
 changes the state it is given.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,8 @@ from domain.mini_service.models import (
 from domain.models import Role
 from domain.rules import Rejected
 
+SECTION_NUMBER = re.compile(r"section-(\d+)")
+
 
 @dataclass(frozen=True)
 class ServiceAccepted:
@@ -61,6 +64,14 @@ ALLOWED: dict[str, frozenset[ServiceStatus]] = {
 }
 
 
+def _after_highest_section_number(sections: list[Section]) -> int:
+    """Numbering goes on after the highest section-N, not the count: a duplicated page may
+    have gaps (deleted sections), and a new section must not take an id already on it."""
+    numbers = [int(match.group(1)) for section in sections
+               if (match := SECTION_NUMBER.fullmatch(section.section_id))]
+    return max(numbers, default=0) + 1
+
+
 def start_service(request: ServiceStart, ladder: list[int], now: datetime) -> MiniServiceState:
     content = request.content or MiniServiceContent.new()
     recommended = [s for s in content.sections if not s.is_default]
@@ -72,7 +83,7 @@ def start_service(request: ServiceStart, ladder: list[int], now: datetime) -> Mi
         status=ServiceStatus.DRAFT,
         content=content,
         ladder=ladder,
-        next_section=len(recommended) + 1,
+        next_section=_after_highest_section_number(recommended),
         created_at=now,
         updated_at=now,
         status_changed_at=now,
