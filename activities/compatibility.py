@@ -10,6 +10,10 @@ them, so one that is absent or different now will not come back by retrying the 
 release needs a rebuild. (This assumes every worker sees the same artifact directory.)
 Other I/O errors (permissions, a flaky mount) stay retryable. A cell naming an OS, network
 or device tier the tables do not describe fails with non-retryable "UnknownCell".
+
+A cell heartbeats while it reads the artifact (off the event loop, like the build), so that the
+workflow's heartbeat timeout notices a cell lost with its worker within seconds instead of
+waiting out the whole start-to-close timeout.
 """
 
 import asyncio
@@ -22,11 +26,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.bundle import BundleUnreadable, read_bundle
+from activities.progress import Progress, heartbeating
 from domain.compatibility import CompatibilityTables, UnknownCell, evaluate_cell
 from domain.manifest import ManifestError, decode_manifest, validate_manifest
 from domain.models import CellResult, CellTestRequest, PackageFacts
 from infra.logging import get_logger
 
+# Well inside the workflow's CELL_HEARTBEAT (the SDK sends at most one per 0.8 x that timeout).
+HEARTBEAT_EVERY_SECONDS = 2.0
 ARTIFACT_MISSING = "ArtifactMissing"
 UNKNOWN_CELL = "UnknownCell"
 TABLE_FILES = {
@@ -65,8 +72,12 @@ class CompatibilityActivities:
             cell=request.cell.label,
             package_sha256=request.package.sha256,
         ):
+            log.info("cell started")
+            progress = Progress()
+            progress.stage = "measuring"
             try:
-                package = await asyncio.to_thread(measure_artifact, request.package)
+                async with heartbeating(progress, HEARTBEAT_EVERY_SECONDS):
+                    package = await asyncio.to_thread(measure_artifact, request.package)
                 result = evaluate_cell(request.cell, package, self._tables)
             except (BundleUnreadable, ArtifactMismatch) as error:
                 log.warning("artifact unusable", error=str(error))
