@@ -5,12 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv up down status demo test lint typecheck clean
+.PHONY: venv up down status demo test bench lint lock clean
 
-$(STAMP): pyproject.toml
+# The runtime dependencies come from requirements.lock, as in the worker image, so the tests
+# run the versions production runs; the dev and embedded extras come on top.
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet -e '.[dev,embedded]'
 	@touch $(STAMP)
 
@@ -30,6 +33,16 @@ demo: up
 
 test: venv
 	$(PY) -m pytest
+
+# The benchmark suite (bench/README.md): its own stack on free ports, about 10 minutes.
+bench: venv
+	$(PY) -m bench
+
+# Pin the runtime dependencies (versions and hashes) after changing them in pyproject.toml.
+lock: venv
+	$(PY) -m pip install --quiet uv==0.13.9
+	$(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+		--python-platform linux --custom-compile-command "make lock" -o requirements.lock
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,14 +1,17 @@
 """Administration of the catalog: workspace memberships and target app policies."""
 
+import re
+from collections.abc import Iterable
 from typing import Self
 
 import asyncpg
 from pydantic import Field, model_validator
 
 from catalog import UnknownTargetApp
-from catalog.db import Database
+from catalog.db import CONNECT_TIMEOUT_SECONDS, Database, apply_migrations, create_pool
 from domain.models import IDENTIFIER, Role, Strict, TargetAppPolicy, UserId
 
+DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Empty means "not scoped"; the table stores '' rather than NULL so it can be in the key.
 OPTIONAL_IDENTIFIER = rf"^(?:{IDENTIFIER[1:-1]})?$"
 
@@ -140,3 +143,24 @@ async def require_target_app(db: Database, target_app: str) -> TargetAppPolicy:
 async def list_target_apps(db: Database) -> list[TargetAppPolicy]:
     rows = await db.fetch(f"SELECT {POLICY_COLUMNS} FROM target_app_policies ORDER BY target_app")
     return [_policy(row) for row in rows]
+
+
+async def new_catalog(admin_url: str, name: str, database_url: str,
+                      members: Iterable[Membership] = ()) -> None:
+    """Create the database `name` (which `database_url` reaches), migrate it and grant
+    `members`: a catalog of its own for a test session or a benchmark run."""
+    # An identifier cannot be a query parameter: it is checked instead.
+    if not DATABASE_NAME.fullmatch(name):
+        raise ValueError(f"a database name is lower case letters, digits and _, not {name!r}")
+    admin = await asyncpg.connect(admin_url, timeout=CONNECT_TIMEOUT_SECONDS)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    await apply_migrations(database_url)
+    pool = await create_pool(database_url)
+    try:
+        for member in members:
+            await add_member(pool, member)
+    finally:
+        await pool.close()

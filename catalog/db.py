@@ -78,6 +78,31 @@ async def apply_migrations(target: asyncpg.Pool | str) -> list[str]:
         return await _apply_locked(pooled)
 
 
+async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    """The migrations not yet applied, without applying them (MigrationError as above)."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done = {
+        row["name"]: row["sha256"]
+        for row in await conn.fetch("SELECT name, sha256 FROM schema_migrations")
+    } if exists else {}
+    pending = []
+    for path in migration_files():
+        if path.name not in done:
+            pending.append(path.name)
+        elif done[path.name] != _digest(path):
+            raise MigrationError(_changed(path))
+    return pending
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_text().encode()).hexdigest()
+
+
+def _changed(path: Path) -> str:
+    return (f"migration {path.name} was changed after it was applied; "
+            "add a new migration instead of editing an applied one")
+
+
 async def _apply_locked(conn: asyncpg.Connection) -> list[str]:
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
@@ -103,13 +128,10 @@ async def _apply(conn: asyncpg.Connection) -> list[str]:
     applied = []
     for path in migration_files():
         sql = path.read_text()
-        digest = hashlib.sha256(sql.encode()).hexdigest()
+        digest = _digest(path)
         if path.name in done:
             if done[path.name] != digest:
-                raise MigrationError(
-                    f"migration {path.name} was changed after it was applied; "
-                    "add a new migration instead of editing an applied one"
-                )
+                raise MigrationError(_changed(path))
             continue
         async with conn.transaction():
             # No arguments: asyncpg sends the file as one simple query, many statements.

@@ -29,6 +29,7 @@ from catalog import CatalogError
 from cli import FAILURE, USAGE, CliError, Subcommands, admin, codec, history, releases, services
 from infra.codec import PayloadKeyError
 from infra.entrypoint import run_and_exit
+from infra.temporal import TemporalSettingsError
 from starters.client import (
     CommandRefused,
     ReleaseClientError,
@@ -95,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConnectionError as error:  # infra.temporal.connect: the message names the address
         return _fail(str(error), FAILURE)
     except PayloadKeyError as error:  # MPR_PAYLOAD_KEYS malformed, unset, or lacking a key
+        return _fail(str(error), FAILURE)
+    except TemporalSettingsError as error:  # e.g. a TLS file named but not there
         return _fail(str(error), FAILURE)
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:  # the server's message names the id

@@ -13,6 +13,11 @@ from pydantic import BaseModel, SecretStr
 
 DEFAULT_TASK_QUEUE = "mini-program-release"
 DEFAULT_CODEC_SERVER = "127.0.0.1:8234"
+# The worker's tuning (README, Worker tuning): the SDK's own defaults unless set.
+DEFAULT_MAX_CACHED_WORKFLOWS = 1000
+DEFAULT_MAX_CONCURRENT_ACTIVITIES = 100
+DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS = 100
+DEFAULT_POLLERS = 5
 DATA_DIR = Path(os.environ.get("MPR_DATA_DIR", ".data"))
 STACK_ENV_FILE = DATA_DIR / "stack.env"
 
@@ -36,6 +41,19 @@ def encryption_off(value: str | None) -> bool:
 def _secret(value: str | None) -> SecretStr | None:
     """Secrets stay out of reprs and logs of Settings."""
     return SecretStr(value.strip()) if value and value.strip() else None
+
+
+def _count(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+    if count < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {count}")
+    return count
 
 
 class Settings(BaseModel):
@@ -63,6 +81,23 @@ class Settings(BaseModel):
     codec_server_token: SecretStr | None
     """MPR_CODEC_SERVER_TOKEN: when set, the codec server answers only requests carrying
     `Authorization: Bearer <token>`."""
+    max_cached_workflows: int
+    """WORKER_MAX_CACHED_WORKFLOWS: how many workflows the worker keeps in memory between their
+    tasks (the sticky cache); one evicted is replayed from its history when it is next needed.
+    Lower it to bound the worker's memory when thousands of releases wait for review; 0 keeps
+    none."""
+    max_concurrent_activities: int
+    """WORKER_MAX_CONCURRENT_ACTIVITIES: activities (builds, cells, catalog writes) one worker
+    runs at once."""
+    max_concurrent_workflow_tasks: int
+    """WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: workflow tasks one worker processes at once."""
+    workflow_task_pollers: int
+    """WORKER_WORKFLOW_TASK_POLLERS: concurrent long polls for workflow tasks."""
+    activity_task_pollers: int
+    """WORKER_ACTIVITY_TASK_POLLERS: concurrent long polls for activity tasks."""
+    health_file: Path | None
+    """WORKER_HEALTH_FILE: a file the running worker touches every few seconds, for
+    `python -m workers.health` (the image's health check); unset means none."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -89,6 +124,16 @@ class Settings(BaseModel):
                 if origin.strip()
             ],
             codec_server_token=_secret(env.get("MPR_CODEC_SERVER_TOKEN")),
+            max_cached_workflows=_count(env, "WORKER_MAX_CACHED_WORKFLOWS",
+                                        DEFAULT_MAX_CACHED_WORKFLOWS, minimum=0),
+            max_concurrent_activities=_count(env, "WORKER_MAX_CONCURRENT_ACTIVITIES",
+                                             DEFAULT_MAX_CONCURRENT_ACTIVITIES),
+            max_concurrent_workflow_tasks=_count(env, "WORKER_MAX_CONCURRENT_WORKFLOW_TASKS",
+                                                 DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS),
+            workflow_task_pollers=_count(env, "WORKER_WORKFLOW_TASK_POLLERS", DEFAULT_POLLERS),
+            activity_task_pollers=_count(env, "WORKER_ACTIVITY_TASK_POLLERS", DEFAULT_POLLERS),
+            health_file=Path(env["WORKER_HEALTH_FILE"]) if env.get("WORKER_HEALTH_FILE")
+            else None,
         )
 
     def require_database_url(self) -> str:

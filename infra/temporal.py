@@ -46,8 +46,21 @@ def data_converter(settings: Settings) -> DataConverter:
     return dataclasses.replace(pydantic_data_converter, payload_codec=payload_codec(settings))
 
 
+class TemporalSettingsError(ValueError):
+    """Temporal's connection settings cannot be used as they are (before any connection)."""
+
+
 def connect_config(settings: Settings) -> dict[str, Any]:
-    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    try:
+        config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    except OSError as error:
+        # The TLS files (TEMPORAL_TLS_*_PATH or the profile's) are read here.
+        raise TemporalSettingsError(
+            f"cannot read {error.filename}: {error.strerror} (named by TEMPORAL_TLS_* or by "
+            "the profile in TEMPORAL_CONFIG_FILE)"
+        ) from None
+    except (ValueError, RuntimeError) as error:  # the SDK's ConfigError is a RuntimeError
+        raise TemporalSettingsError(f"Temporal's env config is invalid: {error}") from None
     if settings.temporal_address:
         config["target_host"] = settings.temporal_address
     config.setdefault("target_host", DEFAULT_ADDRESS)

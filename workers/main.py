@@ -2,18 +2,27 @@
 
 Runs the MiniProgramRelease and MiniServiceRelease workflows and their activities on
 TEMPORAL_TASK_QUEUE until SIGTERM or SIGINT, then drains: in-flight activities get the graceful
-shutdown timeout to finish.
+shutdown timeout to finish. Several workers may serve one task queue (README, Scale-out).
+
+`python -m workers.main --check` connects to Temporal and PostgreSQL, reports what it found
+and exits (workers.check).
 """
 
+import argparse
 import asyncio
+import inspect
+import py_compile
 import signal
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from activities.build import BuildActivities
 from activities.catalog import CatalogActivities
@@ -24,7 +33,15 @@ from infra.codec import PayloadKeyError
 from infra.entrypoint import run_and_exit
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings
-from infra.temporal import connect, metrics_runtime, payload_codec, register_search_attributes
+from infra.temporal import (
+    TemporalSettingsError,
+    connect,
+    metrics_runtime,
+    payload_codec,
+    register_search_attributes,
+)
+from workers.check import failed, run_checks
+from workers.health import keep_touching
 from workers.log_context import LogContextInterceptor
 from workflows.mini_service import MiniServiceRelease
 from workflows.release import MiniProgramRelease
@@ -33,7 +50,17 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 log = get_logger(__name__)
 
 
-def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    *,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
+) -> Worker:
+    """The release worker; `extra_*` register more on the same task queue (bench/worker.py)."""
+    workflows = [MiniProgramRelease, MiniServiceRelease, *extra_workflows]
+    write_workflow_bytecode(workflows)
     builds = BuildActivities(settings.artifact_dir, settings.build_source_roots)
     compatibility = CompatibilityActivities(load_tables())
     catalog = CatalogActivities(pool)
@@ -41,7 +68,7 @@ def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Work
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[MiniProgramRelease, MiniServiceRelease],
+        workflows=workflows,
         activities=[
             builds.build_package,
             compatibility.test_compatibility_cell,
@@ -52,10 +79,38 @@ def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Work
             services.load_service_roles,
             services.record_service_transition,
             services.is_service_archived,
+            *extra_activities,
         ],
         interceptors=[LogContextInterceptor()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        max_cached_workflows=settings.max_cached_workflows,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(
+            maximum=settings.workflow_task_pollers),
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(
+            maximum=settings.activity_task_pollers),
     )
+
+
+def write_workflow_bytecode(workflows: Sequence[type]) -> None:
+    """Write the bytecode of each workflow's module next to it.
+
+    The sandbox executes a workflow's module afresh for every workflow it runs, and again for a
+    workflow evicted from the cache. Without bytecode on disk (an editable install, or
+    PYTHONDONTWRITEBYTECODE set) each of those compiles the module from source: some 15 ms of
+    the worker's one core for workflows/release.py, a tenth of its time when thousands of
+    releases start (bench/README.md). An installed package has its bytecode already (pip
+    writes it); where the folder is read-only this changes nothing.
+    """
+    for workflow_class in workflows:
+        source = inspect.getsourcefile(workflow_class)
+        if source is None:
+            continue
+        try:
+            py_compile.compile(source, doraise=True)
+        except (OSError, py_compile.PyCompileError) as error:
+            log.info("workflow bytecode not written", module=source, reason=str(error))
 
 
 def payload_key_ids(settings: Settings) -> list[str]:
@@ -74,29 +129,66 @@ def payload_key_ids(settings: Settings) -> list[str]:
         raise SystemExit(f"the worker refuses to start: {error}") from None
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
+) -> None:
     key_ids = payload_key_ids(settings)
     if not settings.payload_encryption:
         log.warning("payload encryption is off (MPR_PAYLOAD_ENCRYPTION=off): new payloads, "
                     "personal data included, are stored in Temporal in plain text")
-    runtime = metrics_runtime(settings.metrics_address) if settings.metrics_address else None
-    client = await connect(settings, runtime)
+    try:
+        runtime = (metrics_runtime(settings.metrics_address) if settings.metrics_address
+                   else None)
+    except ValueError as error:  # e.g. the port is taken
+        raise SystemExit(f"the worker cannot serve metrics on METRICS_ADDRESS="
+                         f"{settings.metrics_address}: {error}") from None
+    try:
+        client = await connect(settings, runtime)
+    except (ConnectionError, TemporalSettingsError) as error:
+        raise SystemExit(f"the worker cannot start: {error} "
+                         "(`python -m workers.main --check` tells more)") from None
     pool = await create_pool(settings.require_database_url())
     try:
         await apply_migrations(pool)
         await ensure_search_attributes(client)
-        worker = build_worker(client, settings, pool)
+        worker = build_worker(client, settings, pool, extra_workflows=extra_workflows,
+                              extra_activities=extra_activities)
         log.info("worker started", task_queue=settings.task_queue,
+                 max_cached_workflows=settings.max_cached_workflows,
+                 max_concurrent_activities=settings.max_concurrent_activities,
+                 max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+                 workflow_task_pollers=settings.workflow_task_pollers,
+                 activity_task_pollers=settings.activity_task_pollers,
                  namespace=client.namespace, artifact_dir=str(settings.artifact_dir),
                  build_source_roots=[str(root) for root in settings.build_source_roots],
                  payload_encryption=settings.payload_encryption, payload_key_ids=key_ids,
                  metrics=f"http://{settings.metrics_address}/metrics"
                  if settings.metrics_address else None)
         running = asyncio.create_task(worker.run())
-        await stop.wait()
-        log.info("worker draining", timeout_seconds=GRACEFUL_SHUTDOWN.total_seconds())
-        await worker.shutdown()
-        await running
+        health = (asyncio.create_task(keep_touching(settings.health_file, settings.task_queue))
+                  if settings.health_file else None)
+        try:
+            # A worker that fails by itself (e.g. its namespace is deleted) ends the process.
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not running.done():
+                log.info("worker draining", timeout_seconds=GRACEFUL_SHUTDOWN.total_seconds())
+                await worker.shutdown()
+            try:
+                await running
+            except Exception as error:  # the SDK's own, e.g. a namespace deleted under it
+                log.exception("worker failed")
+                raise SystemExit(f"the worker stopped: {error}") from error
+        finally:
+            if health is not None:
+                health.cancel()
+                with suppress(asyncio.CancelledError):
+                    await health
     finally:
         await pool.close()
     log.info("worker stopped")
@@ -117,8 +209,30 @@ async def ensure_search_attributes(client: Client) -> None:
         log.info("search attributes registered", names=added)
 
 
-def main() -> None:
-    settings = Settings.from_env()
+async def check(settings: Settings) -> int:
+    findings = await run_checks(settings)
+    for finding in findings:
+        print(finding.line())
+    return 1 if failed(findings) else 0
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
+) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.main", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true",
+                        help="connect to Temporal and PostgreSQL, report what was found, exit")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:
+        raise SystemExit(f"the worker's settings are invalid: {error}") from None
+    if args.check:
+        return asyncio.run(check(settings))
     configure_logging(settings.log_level, settings.log_format)
     # The SDK would otherwise repeat the workflow info inside every message text.
     workflow.logger.workflow_info_on_message = False
@@ -128,9 +242,11 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, stop)
+        await run_worker(settings, stop, extra_workflows=extra_workflows,
+                         extra_activities=extra_activities)
 
     asyncio.run(serve())
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from catalog.admin import (
     get_target_app,
     list_members,
     list_target_apps,
+    new_catalog,
     remove_member,
     set_target_app,
 )
@@ -93,3 +94,9 @@ async def test_target_apps_are_created_and_changed(db_pool: asyncpg.Pool) -> Non
 
 async def test_an_unknown_target_app_reads_as_none(db_pool: asyncpg.Pool) -> None:
     assert await get_target_app(db_pool, "wechat") is None
+
+
+@pytest.mark.parametrize("name", ['x"; DROP DATABASE mpr; --', "Upper", "", "1st", "a" * 64])
+async def test_a_new_catalog_takes_only_a_plain_database_name(name: str) -> None:
+    with pytest.raises(ValueError, match="a database name is lower case letters"):
+        await new_catalog("postgresql://unused", name, "postgresql://unused")

