@@ -14,10 +14,18 @@ or device tier the tables do not describe fails with non-retryable "UnknownCell"
 A cell heartbeats while it reads the artifact (off the event loop, like the build), so that the
 workflow's heartbeat timeout notices a cell lost with its worker within seconds instead of
 waiting out the whole start-to-close timeout.
+
+The cells of a release all judge the same bundle, so a worker measures a bundle file once for
+them: cells arriving while it is read wait for that read, and later ones reuse what it found
+for as long as the file is the same file (same inode, size and modification time). Reading is
+CPU-bound (the zip's central directory, the manifest against every path) and holds the GIL, so
+without this the 24 cells of the default matrix would read it 24 times, one after another.
 """
 
 import asyncio
 import json
+import os
+from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 
@@ -31,11 +39,14 @@ from domain.compatibility import CompatibilityTables, UnknownCell, evaluate_cell
 from domain.manifest import ManifestError, decode_manifest, validate_manifest
 from domain.models import CellResult, CellTestRequest, PackageFacts
 from infra.logging import get_logger
+from infra.single_flight import SingleFlight
 
 # Well inside the workflow's CELL_HEARTBEAT (the SDK sends at most one per 0.8 x that timeout).
 HEARTBEAT_EVERY_SECONDS = 2.0
 ARTIFACT_MISSING = "ArtifactMissing"
 UNKNOWN_CELL = "UnknownCell"
+MEASUREMENTS_KEPT = 64
+"""Bundles whose measurement a worker keeps (a few hundred bytes each)."""
 TABLE_FILES = {
     "networks": "networks.json",
     "devices": "devices.json",
@@ -60,9 +71,55 @@ class ArtifactMismatch(Exception):
     """The stored bundle is readable but is not the package the build reported."""
 
 
+FileIdentity = tuple[int, int, int, int]
+"""(device, inode, size, modification time in ns): a file replaced or changed differs."""
+MeasurementKey = tuple[str, FileIdentity, str]
+"""(artifact path, its file identity, the expected facts as JSON)."""
+
+
+class ArtifactMeasurements:
+    """Measurements of stored bundles (measure_artifact), made once per bundle file and
+    expected facts and shared by the cells that ask for them. Failures are not kept: every
+    cell asking after one reads the file again."""
+
+    def __init__(self, kept: int = MEASUREMENTS_KEPT) -> None:
+        self._kept = kept
+        self._measured: OrderedDict[MeasurementKey, PackageFacts] = OrderedDict()
+        self._measuring: SingleFlight[MeasurementKey, PackageFacts] = SingleFlight()
+        self.reads = 0
+        """Bundles read (for tests and benchmarks)."""
+
+    async def measure(self, expected: PackageFacts) -> PackageFacts:
+        path = Path(expected.artifact_path)
+        key = (str(path), await asyncio.to_thread(file_identity, path),
+               expected.model_dump_json())
+        measured = self._measured.get(key)
+        if measured is not None:
+            self._measured.move_to_end(key)
+            return measured
+        return await self._measuring.run(key, lambda: self._read(key, expected))
+
+    async def _read(self, key: MeasurementKey, expected: PackageFacts) -> PackageFacts:
+        self.reads += 1
+        measured = await asyncio.to_thread(measure_artifact, expected)
+        self._measured[key] = measured
+        while len(self._measured) > self._kept:
+            self._measured.popitem(last=False)
+        return measured
+
+
+def file_identity(path: Path) -> FileIdentity:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        raise BundleUnreadable(f"artifact {path} does not exist") from None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
 class CompatibilityActivities:
     def __init__(self, tables: CompatibilityTables) -> None:
         self._tables = tables
+        self.measurements = ArtifactMeasurements()
 
     @activity.defn(name="test_compatibility_cell")
     async def test_compatibility_cell(self, request: CellTestRequest) -> CellResult:
@@ -77,7 +134,7 @@ class CompatibilityActivities:
             progress.stage = "measuring"
             try:
                 async with heartbeating(progress, HEARTBEAT_EVERY_SECONDS):
-                    package = await asyncio.to_thread(measure_artifact, request.package)
+                    package = await self.measurements.measure(request.package)
                 result = evaluate_cell(request.cell, package, self._tables)
             except (BundleUnreadable, ArtifactMismatch) as error:
                 log.warning("artifact unusable", error=str(error))

@@ -24,6 +24,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain.models import StartInput
 from domain.release_id import release_id
@@ -74,9 +75,15 @@ async def start_release(
     return handle
 
 
+# A query no worker answered in time: the server or the client gave up on it ("Timeout
+# expired"), which a worker busy with thousands of starting releases can make happen.
+QUERY_NOT_ANSWERED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
+
+
 async def _until_answering(handle: WorkflowHandle[Any, Any], within: float = 10) -> None:
     """Wait until the release has loaded its target app policy and answers `status`, so callers
-    can query it at once; a catalog outage at start can make that longer than `within`."""
+    can query it at once; a catalog outage or a busy worker can make that longer than `within`
+    (the release is started all the same)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
@@ -87,4 +94,7 @@ async def _until_answering(handle: WorkflowHandle[Any, Any], within: float = 10)
                 raise
             if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
                 return  # it failed to start (e.g. an unknown target app): the caller will see
+        except RPCError as error:
+            if error.status not in QUERY_NOT_ANSWERED:
+                raise
         await asyncio.sleep(0.05)

@@ -242,7 +242,7 @@ class MiniProgramRelease:
         package = state.package
         assert package is not None, "compatibility testing needs a built package"
         matrix = state.config.compatibility or CompatibilityMatrix()
-        results = await asyncio.gather(*(self._test_cell(package, cell) for cell in matrix.cells()))
+        results = await asyncio.gather(*(run_cell(package, cell) for cell in matrix.cells()))
         report = CompatibilityReport(
             report_id=str(workflow.uuid4()),
             package_sha256=package.sha256,
@@ -257,23 +257,6 @@ class MiniProgramRelease:
             lambda s: compatibility_finished(s, report, workflow.now()),
             report=report, note=note,
         )
-
-    async def _test_cell(self, package: PackageFacts, cell: MatrixCell) -> CellResult:
-        try:
-            result: CellResult = await workflow.execute_activity(
-                "test_compatibility_cell",
-                CellTestRequest(package=package, cell=cell),
-                result_type=CellResult,
-                start_to_close_timeout=CELL_TIMEOUT,
-                heartbeat_timeout=CELL_HEARTBEAT,
-                retry_policy=CELL_RETRY,
-            )
-            return result
-        except ActivityError as error:
-            # A cell that cannot run is a failing cell: the operator sees it and may retest.
-            check = CellCheck(name="run", verdict="fail",
-                              detail=f"could not be tested: {failure_message(error)}")
-            return CellResult(cell=cell, verdict="fail", checks=[check])
 
     async def _cancel_on_request(self) -> None:
         async with self._lock:
@@ -491,6 +474,25 @@ class MiniProgramRelease:
 
 def refusal_reason(result: TransitionResult) -> str:
     return result.reason or f"the catalog refused the change (held by {result.blocked_by})"
+
+
+async def run_cell(package: PackageFacts, cell: MatrixCell) -> CellResult:
+    """One cell of the compatibility matrix, as an activity of its own."""
+    try:
+        result: CellResult = await workflow.execute_activity(
+            "test_compatibility_cell",
+            CellTestRequest(package=package, cell=cell),
+            result_type=CellResult,
+            start_to_close_timeout=CELL_TIMEOUT,
+            heartbeat_timeout=CELL_HEARTBEAT,
+            retry_policy=CELL_RETRY,
+        )
+        return result
+    except ActivityError as error:
+        # A cell that cannot run is a failing cell: the operator sees it and may retest.
+        check = CellCheck(name="run", verdict="fail",
+                          detail=f"could not be tested: {failure_message(error)}")
+        return CellResult(cell=cell, verdict="fail", checks=[check])
 
 
 def failure_message(error: ActivityError) -> str:

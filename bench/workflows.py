@@ -1,0 +1,150 @@
+"""What the benchmarks run besides the release itself, on the same worker process and task queue
+(bench/worker.py), with the same data converter:
+
+- `BenchBaselineRelease`: the release's baseline. It asks the server for exactly what a release
+  on the benchmarked path asks for, with none of the work: the same activities in the same order
+  and with the same options (trivial ones, `bench_noop`, heartbeating where the real build and
+  cells heartbeat), the same search attribute upserts at the same moments, the same commands as
+  updates (each runs the two activities a command runs: roles, then the catalog write), the
+  same `status` query, and the same end.
+- `BenchMatrixRun`: the release's compatibility step alone: every cell of a matrix as one
+  activity, all at once, with the release's own `run_cell`.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.models import CellResult, MatrixCell, PackageFacts
+    from workflows import search_attributes as sa
+    from workflows.release import (
+        BUILD_HEARTBEAT,
+        BUILD_RETRY,
+        BUILD_TIMEOUT,
+        CATALOG_RETRY,
+        CATALOG_TIMEOUT,
+        CELL_HEARTBEAT,
+        CELL_RETRY,
+        CELL_TIMEOUT,
+        STILL_STARTING,
+        run_cell,
+    )
+
+BASELINE_WORKFLOW = "BenchBaselineRelease"
+MATRIX_WORKFLOW = "BenchMatrixRun"
+NOOP = "bench_noop"
+REQUIRED_APPROVALS = 2
+"""alipaycn's reviewers: platform and partner app."""
+
+
+@activity.defn(name=NOOP)
+async def bench_noop(step: dict[str, Any]) -> dict[str, Any]:
+    """A trivial activity: heartbeats once where the real one heartbeats, returns its input."""
+    if step.get("heartbeat"):
+        activity.heartbeat({"stage": "starting"})
+    return step
+
+
+@workflow.defn(name=BASELINE_WORKFLOW)
+class BaselineRelease:
+    def __init__(self) -> None:
+        self._started = False
+        self._lock = asyncio.Lock()
+        self._stage = "BUILDING"
+        self._percent = 0
+        self._approvals = 0
+        self._commands = 0
+        self._spec: dict[str, Any] = {}
+
+    @workflow.run
+    async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """`spec`: mini_program_id, version, target_app, environment, cells (how many)."""
+        self._spec = spec
+        await self._step("load_release_context")
+        await self._step("record_transition")
+        self._started = True
+        self._publish()
+        await self._step("build_package", heartbeat=True, start_to_close=BUILD_TIMEOUT,
+                         heartbeat_timeout=BUILD_HEARTBEAT, retry=BUILD_RETRY)
+        await self._step("record_transition")
+        self._move("COMPATIBILITY_TESTING")
+        await asyncio.gather(*(
+            self._step("test_compatibility_cell", heartbeat=True, start_to_close=CELL_TIMEOUT,
+                       heartbeat_timeout=CELL_HEARTBEAT, retry=CELL_RETRY)
+            for _ in range(int(spec.get("cells", 1)))
+        ))
+        await self._step("record_transition")
+        self._move("READY_TO_APPLY")
+        await workflow.wait_condition(lambda: self._stage == "RELEASED")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    @workflow.query
+    def status(self) -> dict[str, Any]:
+        if not self._started:
+            raise ApplicationError(STILL_STARTING)
+        return {"stage": self._stage, "percent": self._percent, "approvals": self._approvals,
+                "commands": self._commands}
+
+    @workflow.update(dynamic=True)
+    async def command(self, name: str, args: Sequence[RawValue]) -> dict[str, Any]:
+        await workflow.wait_condition(lambda: self._started)
+        async with self._lock:
+            await self._step("load_actor_roles")
+            await self._step("record_transition")
+            self._commands += 1
+            if name == "apply_release":
+                self._move("UNDER_REVIEW")
+            elif name == "approve_review":
+                self._approvals += 1
+                if self._approvals == REQUIRED_APPROVALS:
+                    self._move("RELEASE_PREPARATION")
+            elif name == "set_grayscale":
+                percent = workflow.payload_converter().from_payload(args[0].payload)["percent"]
+                self._move("GRAYSCALE", int(percent))
+            elif name == "full_release":
+                self._move("RELEASED", 100)
+            else:
+                raise ApplicationError(f"the baseline does not know {name}", non_retryable=True)
+        return self.status()
+
+    async def _step(self, name: str, *, heartbeat: bool = False,
+                    start_to_close: timedelta = CATALOG_TIMEOUT,
+                    heartbeat_timeout: timedelta | None = None,
+                    retry: Any = CATALOG_RETRY) -> None:
+        await workflow.execute_activity(
+            NOOP, {"step": name, "heartbeat": heartbeat}, result_type=dict,
+            start_to_close_timeout=start_to_close, heartbeat_timeout=heartbeat_timeout,
+            retry_policy=retry,
+        )
+
+    def _move(self, stage: str, percent: int | None = None) -> None:
+        self._stage = stage
+        if percent is not None:
+            self._percent = percent
+        self._publish()
+
+    def _publish(self) -> None:
+        spec = self._spec
+        workflow.upsert_search_attributes([
+            sa.MINI_PROGRAM_ID.value_set(spec["mini_program_id"]),
+            sa.MINI_PROGRAM_VERSION.value_set(spec["version"]),
+            sa.TARGET_APP.value_set(spec["target_app"]),
+            sa.RELEASE_ENVIRONMENT.value_set(spec["environment"]),
+            sa.RELEASE_STAGE.value_set(self._stage),
+            sa.GRAYSCALE_PERCENT.value_set(self._percent),
+            sa.RELEASE_STAGE_CHANGED_AT.value_set(workflow.now()),
+        ])
+
+
+@workflow.defn(name=MATRIX_WORKFLOW)
+class MatrixRun:
+    @workflow.run
+    async def run(self, package: PackageFacts, cells: list[MatrixCell]) -> list[CellResult]:
+        return list(await asyncio.gather(*(run_cell(package, cell) for cell in cells)))
