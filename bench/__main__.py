@@ -16,6 +16,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ from bench.stack import BenchStack
 from infra.entrypoint import run_and_exit
 
 RESULTS_DIR = Path(__file__).parent / "results"
-ORDER = ("build", "resolution", "compatibility", "lifecycle", "parked")
 WALL_TIME_TARGET = Target("value", "<=", 600)
 
 
@@ -54,56 +54,80 @@ def machine() -> dict[str, Any]:
             "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
+Figures = tuple[list[Result], dict[str, Any]]
+
+
+async def bench_build(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
+    print("build: 5,000 files, 50 MiB, against zip -r -X ...", flush=True)
+    return await asyncio.to_thread(build.run, stack.sources, sizes["rounds"])
+
+
+async def bench_resolution(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
+    print("resolution: resolve_version with its cache against a bare SELECT ...", flush=True)
+    return await resolution.run(await stack.catalog(), seconds=2.0 if quick else 8.0)
+
+
+async def bench_compatibility(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
+    print("compatibility: 24 cells against one ...", flush=True)
+    tree = await asyncio.to_thread(big_tree, stack.sources / "big-tree")
+    package = await asyncio.to_thread(compatibility.build_package, tree.root,
+                                      stack.artifact_dir)
+    worker = await stack.start_worker("matrix")
+    try:
+        return await compatibility.run(await stack.client(), worker.task_queue, package,
+                                       stack.artifact_dir, rounds=2 if quick else 5)
+    finally:
+        await stack.stop_worker(worker)
+
+
+async def bench_lifecycle(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
+    print(f"lifecycle: {sizes['releases']} releases against as many baselines ...", flush=True)
+    return await lifecycle.run(stack, sizes["releases"])
+
+
+async def bench_parked(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
+    print(f"parked: {sizes['parked']} releases in review, sticky cache {sizes['cache']} ...",
+          flush=True)
+    return await parked.run(stack, sizes["parked"], cache_size=sizes["cache"],
+                            baselines=sizes["baselines"], samples=sizes["samples"])
+
+
+BENCHMARKS: dict[str, Callable[[BenchStack, dict[str, int], bool], Awaitable[Figures]]] = {
+    "build": bench_build,
+    "resolution": bench_resolution,
+    "compatibility": bench_compatibility,
+    "lifecycle": bench_lifecycle,
+    "parked": bench_parked,
+}
+
+
 async def run_all(only: set[str], quick: bool,
                   profile_dir: Path | None = None) -> tuple[list[Result], dict[str, Any]]:
+    """Every benchmark asked for, in order; one that fails is reported (details[name]["error"])
+    and the others still run."""
     sizes = _sizes(quick)
     results: list[Result] = []
     details: dict[str, Any] = {"machine": machine(), "quick": quick}
     # SIGTERM (a CI timeout, `kill`) stops the run as Ctrl-C does: the stack is closed.
     main_task = asyncio.current_task()
     assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
     stack = BenchStack.new(profile_dir)
     try:
         await stack.start()
-        tree_base = stack.sources
-        if "build" in only:
-            print("build: 5,000 files, 50 MiB, against zip -r -X ...", flush=True)
-            figures, details["build"] = await asyncio.to_thread(
-                build.run, tree_base, sizes["rounds"])
-            results += figures
-        if "resolution" in only:
-            print("resolution: resolve_version with its cache against a bare SELECT ...",
-                  flush=True)
-            figures, details["resolution"] = await resolution.run(
-                await stack.catalog(), seconds=2.0 if quick else 8.0)
-            results += figures
-        if "compatibility" in only:
-            print("compatibility: 24 cells against one ...", flush=True)
-            tree = await asyncio.to_thread(big_tree, tree_base / "big-tree")
-            package = await asyncio.to_thread(compatibility.build_package, tree.root,
-                                              stack.artifact_dir)
-            worker = await stack.start_worker("matrix")
+        for name, benchmark in BENCHMARKS.items():
+            if name not in only:
+                continue
             try:
-                figures, details["compatibility"] = await compatibility.run(
-                    await stack.client(), worker.task_queue, package, stack.artifact_dir,
-                    rounds=2 if quick else 5)
-            finally:
-                await stack.stop_worker(worker)
-            results += figures
-        if "lifecycle" in only:
-            print(f"lifecycle: {sizes['releases']} releases against as many baselines ...",
-                  flush=True)
-            figures, details["lifecycle"] = await lifecycle.run(stack, sizes["releases"])
-            results += figures
-        if "parked" in only:
-            print(f"parked: {sizes['parked']} releases in review, sticky cache "
-                  f"{sizes['cache']} ...", flush=True)
-            figures, details["parked"] = await parked.run(
-                stack, sizes["parked"], cache_size=sizes["cache"],
-                baselines=sizes["baselines"], samples=sizes["samples"])
+                figures, details[name] = await benchmark(stack, sizes, quick)
+            except Exception as error:  # reported, and the other benchmarks still run
+                print(f"{name} FAILED: {error!r}", file=sys.stderr, flush=True)
+                details[name] = {"error": repr(error)}
+                continue
             results += figures
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         await stack.close()
     return results, details
 
@@ -111,8 +135,8 @@ async def run_all(only: set[str], quick: bool,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
-    parser.add_argument("--only", default=",".join(ORDER),
-                        help=f"comma-separated, of {', '.join(ORDER)}")
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help=f"comma-separated, of {', '.join(BENCHMARKS)}")
     parser.add_argument("--output", type=Path, default=None,
                         help="where the figures go (default: bench/results/latest.json for a "
                         "full run, partial.json otherwise)")
@@ -121,11 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(speedscope JSON; figures taken while profiling are not reported)")
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
-    unknown = only - set(ORDER)
+    unknown = only - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    full_run = only == set(ORDER) and not args.quick and args.profile is None
-    output: Path = args.output or RESULTS_DIR / ("latest.json" if full_run else "partial.json")
+    everything = only == set(BENCHMARKS)
     started = time.perf_counter()
     try:
         results, details = asyncio.run(run_all(only, args.quick, args.profile))
@@ -133,9 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped by SIGTERM; everything it started is stopped", file=sys.stderr)
         return 143
     wall = time.perf_counter() - started
-    if only == set(ORDER):
+    failed = [name for name in only if "error" in details.get(name, {})]
+    if everything:
         results.append(figure("suite_wall_seconds", wall, "s", None, WALL_TIME_TARGET))
     details["wall_seconds"] = wall
+    # Only a whole, unprofiled run at full size with every benchmark done stands as the figures.
+    full_run = everything and not failed and not args.quick and args.profile is None
+    output: Path = args.output or RESULTS_DIR / ("latest.json" if full_run else "partial.json")
     print()
     print(table(results))
     print(f"\nwall time {wall:.0f} s on {details['machine']['cpu']} "
@@ -147,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     missed = [result.name for result in results if not result.met]
     if missed:
         print(f"targets missed: {', '.join(missed)} (see bench/README.md)")
+    if failed:
+        print(f"benchmarks that failed: {', '.join(sorted(failed))}", file=sys.stderr)
+        return 1
     return 0
 
 

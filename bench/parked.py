@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from temporalio.client import Client
+
 from bench.driving import (
     APPROVE_PLATFORM,
     park_baseline,
@@ -34,6 +36,7 @@ MB = 1_000_000
 RSS_TARGET = Target("value", "<=", 400)
 LATENCY_TARGET = Target("ratio", "<=", 1.5)
 SEED = 20261121
+VISIBILITY_SECONDS = 60.0
 
 
 async def _park(count: int, at_once: int, park: Callable[[int], Awaitable[str]]) -> list[str]:
@@ -44,6 +47,21 @@ async def _park(count: int, at_once: int, park: Callable[[int], Awaitable[str]])
             return await park(n)
 
     return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+async def _count_under_review(client: Client, task_queue: str, expected: int) -> int:
+    """The releases visibility lists in UNDER_REVIEW, once it has indexed all `expected`
+    (it lags the workflows' last search attribute upserts by a moment)."""
+    deadline = time.monotonic() + VISIBILITY_SECONDS
+    while True:
+        counted = (await client.count_workflows(
+            f"TaskQueue = '{task_queue}' AND WorkflowType = 'MiniProgramRelease' "
+            "AND ReleaseStage = 'UNDER_REVIEW' AND ExecutionStatus = 'Running'")).count
+        if counted == expected:
+            return counted
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{counted} releases in UNDER_REVIEW, not {expected}")
+        await asyncio.sleep(0.5)
 
 
 async def run(stack: BenchStack, parked: int, *, cache_size: int, baselines: int,
@@ -66,11 +84,7 @@ async def run(stack: BenchStack, parked: int, *, cache_size: int, baselines: int
         release_ids = await _park(parked, at_once, lambda n: park_release(
             releases, release_request(f"{prefix}-r{n:05d}", source)))
         parking_seconds = time.perf_counter() - started
-        under_review = await client.count_workflows(
-            f"TaskQueue = '{worker.task_queue}' AND WorkflowType = 'MiniProgramRelease' "
-            "AND ReleaseStage = 'UNDER_REVIEW' AND ExecutionStatus = 'Running'")
-        if under_review.count != parked:
-            raise RuntimeError(f"{under_review.count} releases in UNDER_REVIEW, not {parked}")
+        under_review = await _count_under_review(client, worker.task_queue, parked)
         targets: list[tuple[str, str]] = (
             [("release", rid) for rid in release_ids[:samples]]
             + [("baseline", bid) for bid in baseline_ids[:samples]])
@@ -112,7 +126,7 @@ async def run(stack: BenchStack, parked: int, *, cache_size: int, baselines: int
     ]
     details: dict[str, object] = {
         "parked_releases": parked, "parked_baselines": baselines,
-        "under_review_counted": under_review.count, "max_cached_workflows": cache_size,
+        "under_review_counted": under_review, "max_cached_workflows": cache_size,
         "parking_seconds": parking_seconds, "parked_at_once": at_once,
         "round_trips_each": samples, "round_trips_at_once": concurrency,
         "measuring_seconds": measuring_seconds,
