@@ -130,5 +130,6 @@ async def run(stack: BenchStack, parked: int, *, cache_size: int, baselines: int
         "parking_seconds": parking_seconds, "parked_at_once": at_once,
         "round_trips_each": samples, "round_trips_at_once": concurrency,
         "measuring_seconds": measuring_seconds,
+        "round_trip_ms": {"release": sorted(release_ms), "baseline": sorted(baseline_ms)},
     }
     return results, details
