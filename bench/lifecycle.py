@@ -1,14 +1,14 @@
-"""Benchmark 1: lifecycle throughput. N releases at once through the whole production path
-(start, build, one compatibility cell, apply, platform and partner approvals, grayscale 1%, 5%
-and 50%, full release promoting the new version and archiving the previous one), against N
-baseline workflows making the same Temporal calls with trivial activities
+"""Benchmark 1: lifecycle throughput. N releases through the whole production path (start,
+build, one compatibility cell, apply, platform and partner approvals, grayscale 1%, 5% and 50%,
+full release promoting the new version and archiving the previous one), against N baseline
+workflows making the same Temporal calls with trivial activities
 (bench/workflows.BaselineRelease), on the same worker process and task queue.
 
-Throughput is N / the time from the first start to the last result. The phases run baseline,
-release, release, baseline (each with N of its own) and each kind's figure is the sum of its N
-over the sum of its times, so neither kind gains from going first or last on a server whose
-database grows. Every release is checked in the catalog afterwards: the new version stable,
-the previous one archived.
+Each kind runs in two phases of N/2 driven at once, in the order baseline, release, release,
+baseline; a phase lasts from its first start to its last result, and each kind's throughput is
+its N over the sum of its two phases, so neither kind gains from going first or last on a
+server whose database grows. Every release is checked in the catalog afterwards: the new
+version stable, the previous one archived.
 """
 
 import asyncio
