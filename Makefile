@@ -34,7 +34,7 @@ demo: up
 test: venv
 	$(PY) -m pytest
 
-# The benchmark suite (bench/README.md): its own stack on free ports; about 30 minutes on 2 cores.
+# The benchmark suite (bench/README.md): its own stack on free ports; about 40 minutes on 2 cores.
 bench: venv
 	$(PY) -m bench
 

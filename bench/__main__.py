@@ -83,7 +83,8 @@ async def bench_compatibility(stack: BenchStack, sizes: dict[str, int], quick: b
 
 
 async def bench_lifecycle(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
-    print(f"lifecycle: {sizes['releases']} releases against as many baselines ...", flush=True)
+    print(f"lifecycle: twice {sizes['releases']} releases at once against as many baselines ...",
+          flush=True)
     return await lifecycle.run(stack, sizes["releases"])
 
 

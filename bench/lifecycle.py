@@ -4,9 +4,9 @@ full release promoting the new version and archiving the previous one), against 
 workflows making the same Temporal calls with trivial activities
 (bench/workflows.BaselineRelease), on the same worker process and task queue.
 
-Each kind runs in two phases of N/2 driven at once, in the order baseline, release, release,
+Each kind runs in two phases of N driven at once, in the order baseline, release, release,
 baseline; a phase lasts from its first start to its last result, and each kind's throughput is
-its N over the sum of its two phases, so neither kind gains from going first or last on a
+its 2N over the sum of its two phases, so neither kind gains from going first or last on a
 server whose database grows. Every release is checked in the catalog afterwards: the new
 version stable, the previous one archived.
 """
@@ -74,10 +74,9 @@ async def run(stack: BenchStack, releases_count: int) -> tuple[list[Result], dic
         pool = await stack.catalog()
         source = tiny_package(stack.sources / f"tiny-{VERSION}", VERSION)
         prefix = f"life-{uuid.uuid4().hex[:6]}"
-        half = releases_count // 2
         batches = {
             name: [f"{prefix}-{name}-{n:04d}" for n in range(size)]
-            for name, size in (("warm", WARM_UP), ("r1", half), ("r2", releases_count - half))
+            for name, size in (("warm", WARM_UP), ("r1", releases_count), ("r2", releases_count))
         }
         await _seed(pool, [p for programs in batches.values() for p in programs])
 
@@ -91,19 +90,19 @@ async def run(stack: BenchStack, releases_count: int) -> tuple[list[Result], dic
         warm = batches["warm"]
         await _timed(WARM_UP, baseline([f"{p}-b" for p in warm]))
         await _timed(WARM_UP, release(warm))
-        b1 = await _timed(half, baseline([f"{p}-b" for p in batches["r1"]]))
-        r1 = await _timed(half, release(batches["r1"]))
-        r2 = await _timed(releases_count - half, release(batches["r2"]))
-        b2 = await _timed(releases_count - half, baseline([f"{p}-b" for p in batches["r2"]]))
+        b1 = await _timed(releases_count, baseline([f"{p}-b" for p in batches["r1"]]))
+        r1 = await _timed(releases_count, release(batches["r1"]))
+        r2 = await _timed(releases_count, release(batches["r2"]))
+        b2 = await _timed(releases_count, baseline([f"{p}-b" for p in batches["r2"]]))
         await _check_catalog(pool, batches["r1"] + batches["r2"])
     finally:
         await stack.stop_worker(worker)
-    release_rate = releases_count / (r1 + r2)
-    baseline_rate = releases_count / (b1 + b2)
+    release_rate = 2 * releases_count / (r1 + r2)
+    baseline_rate = 2 * releases_count / (b1 + b2)
     results = [figure("lifecycle_releases_per_second", release_rate, "releases/s",
                       baseline_rate, TARGET)]
     details: dict[str, object] = {
-        "releases": releases_count, "at_once": [half, releases_count - half],
+        "releases": 2 * releases_count, "at_once": [releases_count, releases_count],
         "release_seconds": [r1, r2], "baseline_seconds": [b1, b2],
         "commands_per_release": 7, "cells": 1,
     }
