@@ -1,7 +1,7 @@
-"""Benchmark 1: lifecycle throughput. N releases through the whole production path (start,
+"""Benchmark 1: lifecycle throughput. Releases through the whole production path (start,
 build, one compatibility cell, apply, platform and partner approvals, grayscale 1%, 5% and 50%,
-full release promoting the new version and archiving the previous one), against N baseline
-workflows making the same Temporal calls with trivial activities
+full release promoting the new version and archiving the previous one), against as many
+baseline workflows making the same Temporal calls with trivial activities
 (bench/workflows.BaselineRelease), on the same worker process and task queue.
 
 Each kind runs in two phases of N driven at once, in the order baseline, release, release,
