@@ -6,14 +6,11 @@
 FROM python:3.11-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY domain ./domain
+COPY mpr ./mpr
 COPY workflows ./workflows
 COPY activities ./activities
 COPY workers ./workers
 COPY starters ./starters
-COPY catalog ./catalog
-COPY infra ./infra
-COPY cli ./cli
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm

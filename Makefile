@@ -20,13 +20,13 @@ $(STAMP): pyproject.toml requirements.lock
 venv: $(STAMP)
 
 up: venv
-	$(PY) -m infra.stack up
+	$(PY) -m mpr.infra.stack up
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m infra.stack down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m mpr.infra.stack down; else echo "nothing to stop"; fi
 
 status: venv
-	$(PY) -m infra.stack status
+	$(PY) -m mpr.infra.stack status
 
 demo: up
 	$(PY) -m starters.demo

@@ -25,7 +25,7 @@ from bench import build, compatibility, lifecycle, parked, resolution
 from bench.results import Result, Target, figure, table, write_json
 from bench.sources import big_tree
 from bench.stack import BenchStack
-from infra.entrypoint import run_and_exit
+from mpr.infra.entrypoint import run_and_exit
 
 RESULTS_DIR = Path(__file__).parent / "results"
 WALL_TIME_TARGET = Target("value", "<=", 600)

@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from activities.bundle import bundle_bytes
-from activities.package_source import DEFAULT_LIMITS, read_source
 from activities.progress import Progress
+from activities.release.bundle import bundle_bytes
+from activities.release.package_source import DEFAULT_LIMITS, read_source
 from bench.results import Result, Target, figure
 from bench.sources import TreeFacts, big_tree
-from domain.manifest import manifest_from_files
+from mpr.domain.release.manifest import manifest_from_files
 
 ZIP = "/usr/bin/zip"
 TIME_RATIO_TARGET = Target("ratio", "<=", 1.5)

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from activities.bundle import bundle_bytes, store_bundle
-from activities.package_source import DEFAULT_LIMITS, read_source
 from activities.progress import Progress
+from activities.release.bundle import bundle_bytes, store_bundle
+from activities.release.package_source import DEFAULT_LIMITS, read_source
 from bench.results import Result, Target, figure
 from bench.workflows import MATRIX_WORKFLOW
-from domain.manifest import manifest_from_files
-from domain.models import CellResult, CompatibilityMatrix, MatrixCell, PackageFacts
+from mpr.domain.release.manifest import manifest_from_files
+from mpr.domain.release.models import CellResult, CompatibilityMatrix, MatrixCell, PackageFacts
 
 RATIO_TARGET = Target("ratio", "<=", 3)
 

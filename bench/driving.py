@@ -20,8 +20,8 @@ from temporalio.common import (
 
 from bench.stack import WORKSPACE
 from bench.workflows import BASELINE_WORKFLOW
-from domain.models import StartInput
-from domain.stages import Stage
+from mpr.domain.release.models import StartInput
+from mpr.domain.release.stages import Stage
 from starters.client import ReleaseClient, StageChange, _stage_change
 from starters.releases import _until_answering
 from workflows import search_attributes as sa

@@ -30,7 +30,7 @@ from bench.driving import (
 from bench.results import Result, Target, figure, percentile
 from bench.sources import tiny_package
 from bench.stack import BenchStack, peak_rss_bytes, rss_bytes
-from domain.models import Reviewer
+from mpr.domain.release.models import Reviewer
 
 MB = 1_000_000
 RSS_TARGET = Target("value", "<=", 400)

@@ -20,8 +20,8 @@ import asyncpg
 from bench.results import Result, Target, figure
 from bench.seed import Candidate, seed_stable
 from bench.stack import WORKSPACE
-from catalog.rollout import ChannelCache, resolve_version
-from domain.bucketing import BUCKETS, rollout_bucket
+from mpr.catalog.rollout import ChannelCache, resolve_version
+from mpr.domain.core.bucketing import BUCKETS, rollout_bucket
 
 RATE_TARGET = Target("ratio", ">=", 5)
 STALENESS_TARGET = Target("value", "<=", 1.0)

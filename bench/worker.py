@@ -3,7 +3,7 @@ settings, same data converter, same sticky cache setting) with the benchmarks' b
 workflows and their trivial activity registered on the same task queue."""
 
 from bench.workflows import BaselineRelease, MatrixRun, bench_noop
-from infra.entrypoint import run_and_exit
+from mpr.infra.entrypoint import run_and_exit
 from workers.main import main
 
 

@@ -21,7 +21,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.models import CellResult, MatrixCell, PackageFacts
+    from mpr.domain.release.models import CellResult, MatrixCell, PackageFacts
     from workflows import search_attributes as sa
     from workflows.release import (
         BUILD_HEARTBEAT,

@@ -45,12 +45,14 @@ from temporalio.client import (
 from temporalio.common import TypedSearchAttributes
 from temporalio.converter import decode_typed_search_attributes
 
-from domain.commands import COMMANDS, Command
-from domain.models import IDENTIFIER, SEMVER, CompatibilityReport, Environment, StartInput
-from domain.release_id import parse_release_id, release_id
-from domain.stages import TERMINAL_STAGES, Stage
-from domain.state import AuditLog, ReleaseStatus
-from infra.settings import DEFAULT_TASK_QUEUE, Settings
+from mpr.domain.core.commands import Command
+from mpr.domain.core.models import IDENTIFIER
+from mpr.domain.release.commands import COMMANDS
+from mpr.domain.release.models import SEMVER, CompatibilityReport, Environment, StartInput
+from mpr.domain.release.release_id import parse_release_id, release_id
+from mpr.domain.release.stages import TERMINAL_STAGES, Stage
+from mpr.domain.release.state import AuditLog, ReleaseStatus
+from mpr.infra.settings import DEFAULT_TASK_QUEUE, Settings
 from starters.releases import ReleaseAlreadyFinished, release_id_of, start_release
 
 # The waiting constants live with the code that waits; they are still importable from here.

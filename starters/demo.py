@@ -20,14 +20,15 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
 
-from catalog.admin import Membership, add_member
-from catalog.db import create_pool
-from catalog.releases import get_release
-from catalog.rollout import resolve_version
-from domain.models import Role, StartInput
-from infra.entrypoint import run_and_exit
-from infra.settings import STACK_ENV_FILE, Settings, read_env_file
-from infra.temporal import connect
+from mpr.catalog.admin import Membership, add_member
+from mpr.catalog.db import create_pool
+from mpr.catalog.releases import get_release
+from mpr.catalog.rollout import resolve_version
+from mpr.domain.core.models import Role
+from mpr.domain.release.models import StartInput
+from mpr.infra.entrypoint import run_and_exit
+from mpr.infra.settings import STACK_ENV_FILE, Settings, read_env_file
+from mpr.infra.temporal import connect
 from starters.releases import start_release
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "coffee-shop"

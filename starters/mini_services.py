@@ -36,9 +36,9 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from catalog.admin import require_target_app
-from catalog.db import Database
-from catalog.mini_services import (
+from mpr.catalog.admin import require_target_app
+from mpr.catalog.db import Database
+from mpr.catalog.mini_services import (
     NotDuplicable,
     ServiceResolution,
     allocate_service_version,
@@ -47,9 +47,10 @@ from catalog.mini_services import (
     list_service_versions,
     resolve_mini_service_detail,
 )
-from domain.commands import Command
-from domain.mini_service.commands import SERVICE_COMMANDS
-from domain.mini_service.models import (
+from mpr.domain.core.commands import Command
+from mpr.domain.core.models import IDENTIFIER
+from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+from mpr.domain.mini_service.models import (
     MiniServiceContent,
     MiniServiceStatus,
     Preview,
@@ -58,8 +59,7 @@ from domain.mini_service.models import (
     ServiceVersionSummary,
     mini_service_id,
 )
-from domain.models import IDENTIFIER
-from infra.settings import DEFAULT_TASK_QUEUE, Settings
+from mpr.infra.settings import DEFAULT_TASK_QUEUE, Settings
 from starters.client import (
     CommandRefused,
     ReleaseClientError,

@@ -26,10 +26,10 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.models import StartInput
-from domain.release_id import release_id
-from domain.stages import Stage
-from infra.settings import DEFAULT_TASK_QUEUE
+from mpr.domain.release.models import StartInput
+from mpr.domain.release.release_id import release_id
+from mpr.domain.release.stages import Stage
+from mpr.infra.settings import DEFAULT_TASK_QUEUE
 from workflows import search_attributes as sa
 from workflows.release import STILL_STARTING, WORKFLOW_TYPE
 

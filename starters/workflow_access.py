@@ -23,9 +23,9 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.commands import Command
-from infra.settings import Settings
-from infra.temporal import connect, connect_config
+from mpr.domain.core.commands import Command
+from mpr.infra.settings import Settings
+from mpr.infra.temporal import connect, connect_config
 from workflows.commands import COMMAND_REJECTED
 
 STARTING_GRACE_SECONDS = 10.0

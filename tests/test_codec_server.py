@@ -18,11 +18,11 @@ import pytest
 from google.protobuf.json_format import MessageToDict, ParseDict
 from temporalio.api.common.v1 import Payload, Payloads
 
-from infra.codec import PayloadKeyError, new_key_entry
-from infra.codec_server import CodecServer, build_server
-from infra.servers import free_port, port_in_use
-from infra.settings import Settings
-from infra.temporal import PAYLOAD_CONVERTER
+from mpr.infra.codec import PayloadKeyError, new_key_entry
+from mpr.infra.codec_server import CodecServer, build_server
+from mpr.infra.servers import free_port, port_in_use
+from mpr.infra.settings import Settings
+from mpr.infra.temporal import PAYLOAD_CONVERTER
 
 UI = "http://localhost:8233"
 TOKEN = "s3cret-token"
@@ -32,7 +32,7 @@ PERSONAL = {"actor": "adam", "testers": ["qa@example.com"]}
 @pytest.fixture(autouse=True)
 def no_stack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's `make up` keys (.data/stack.env) must not leak into these tests."""
-    monkeypatch.setattr("infra.settings.STACK_ENV_FILE", tmp_path / "stack.env")
+    monkeypatch.setattr("mpr.infra.settings.STACK_ENV_FILE", tmp_path / "stack.env")
 
 
 
@@ -193,7 +193,7 @@ def test_encode_encrypts_even_where_encryption_is_off(keys: str) -> None:
 
 
 def run_mpr_codec_server(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "codec-server", *args],
+    return subprocess.Popen([sys.executable, "-m", "mpr.cli.main", "codec-server", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import stack
-from infra.codec import KeyRing, new_key_entry
+from mpr.infra import stack
+from mpr.infra.codec import KeyRing, new_key_entry
 
 
 @pytest.fixture

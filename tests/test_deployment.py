@@ -21,15 +21,15 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from infra.settings import DEFAULT_TASK_QUEUE, Settings
-from infra.temporal import search_attribute_type_names
+from mpr.infra.settings import DEFAULT_TASK_QUEUE, Settings
+from mpr.infra.temporal import search_attribute_type_names
 from workers.main import GRACEFUL_SHUTDOWN
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 README = (ROOT / "README.md").read_text()
-SETTINGS_SOURCE = (ROOT / "infra" / "settings.py").read_text()
+SETTINGS_SOURCE = (ROOT / "mpr" / "infra" / "settings.py").read_text()
 # What a user exports before `docker compose`; any value will do for checking the file.
 COMPOSE_ENV = {"MPR_PAYLOAD_KEYS": "check:" + "A" * 43 + "="}
 # Temporal's own env config, read by the SDK rather than by infra/settings.py.
@@ -145,8 +145,8 @@ def test_search_attributes_are_registered_as_the_workflows_expect() -> None:
 
 def test_migrations_run_before_the_worker() -> None:
     migrate = service("migrate")
-    assert migrate["command"] == ["python", "-m", "catalog.migrate"]
-    assert importlib.util.find_spec("catalog.migrate")
+    assert migrate["command"] == ["python", "-m", "mpr.catalog.migrate"]
+    assert importlib.util.find_spec("mpr.catalog.migrate")
     assert migrate["depends_on"]["catalog-db"]["condition"] == "service_healthy"
     assert service("worker")["depends_on"]["migrate"]["condition"] == (
         "service_completed_successfully")
@@ -196,7 +196,7 @@ def test_workers_can_be_scaled_out_and_drain_on_stop() -> None:
 
 def test_the_web_ui_and_the_admin_tools_decrypt_through_the_codec_server() -> None:
     codec = service("codec-server")
-    assert codec["command"] == ["python", "-m", "infra.codec_server"]
+    assert codec["command"] == ["python", "-m", "mpr.infra.codec_server"]
     codec_env = environment("codec-server")
     assert not set(codec_env) - variables_read_by_settings()
     settings = Settings.from_env(codec_env)

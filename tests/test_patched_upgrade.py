@@ -32,9 +32,9 @@ from temporalio.workflow import NondeterminismError
 with workflow.unsafe.imports_passed_through():
     import pytest
 
-    from domain.models import Role
-    from domain.release_id import release_id
-    from domain.state import ReleaseState, ReleaseStatus
+    from mpr.domain.core.models import Role
+    from mpr.domain.release.release_id import release_id
+    from mpr.domain.release.state import ReleaseState, ReleaseStatus
     from tests.stack import TEST_CONVERTER
     from tests.workflows.driving import command, start_input, wait_for_stage
     from tests.workflows.fakes import FakeCatalog

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from infra import settings as settings_module
-from infra.codec import new_key_entry
-from infra.settings import DEFAULT_CODEC_SERVER, DEFAULT_TASK_QUEUE, Settings
-from infra.temporal import DEFAULT_ADDRESS, TemporalSettingsError, connect_config
+from mpr.infra import settings as settings_module
+from mpr.infra.codec import new_key_entry
+from mpr.infra.settings import DEFAULT_CODEC_SERVER, DEFAULT_TASK_QUEUE, Settings
+from mpr.infra.temporal import DEFAULT_ADDRESS, TemporalSettingsError, connect_config
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from infra.single_flight import SingleFlight
+from mpr.infra.single_flight import SingleFlight
 
 
 class Calls:

@@ -24,10 +24,10 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from catalog.db import CONNECT_TIMEOUT_SECONDS, MigrationError, pending_migrations
-from infra.codec import PayloadKeyError
-from infra.settings import Settings
-from infra.temporal import (
+from mpr.catalog.db import CONNECT_TIMEOUT_SECONDS, MigrationError, pending_migrations
+from mpr.infra.codec import PayloadKeyError
+from mpr.infra.settings import Settings
+from mpr.infra.temporal import (
     TemporalSettingsError,
     connect,
     connect_config,
@@ -232,7 +232,7 @@ async def check_catalog(settings: Settings) -> list[Finding]:
     found = ok("catalog", f"{where}, PostgreSQL {version}")
     if pending:
         return [found, warn("migrations", f"not applied yet: {', '.join(pending)} (the worker "
-                            "applies them when it starts; or `python -m catalog.migrate`)")]
+                            "applies them when it starts; or `python -m mpr.catalog.migrate`)")]
     return [found, ok("migrations", "all applied")]
 
 

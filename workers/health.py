@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from infra.settings import Settings
+from mpr.infra.settings import Settings
 
 TOUCH_EVERY_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0

@@ -24,16 +24,16 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
-from activities.build import BuildActivities
-from activities.catalog import CatalogActivities
-from activities.compatibility import CompatibilityActivities, load_tables
-from activities.mini_service_catalog import MiniServiceCatalogActivities
-from catalog.db import apply_migrations, create_pool
-from infra.codec import PayloadKeyError
-from infra.entrypoint import run_and_exit
-from infra.logging import configure_logging, get_logger
-from infra.settings import Settings
-from infra.temporal import (
+from activities.mini_service.catalog import MiniServiceCatalogActivities
+from activities.release.build import BuildActivities
+from activities.release.catalog import CatalogActivities
+from activities.release.compatibility import CompatibilityActivities, load_tables
+from mpr.catalog.db import apply_migrations, create_pool
+from mpr.infra.codec import PayloadKeyError
+from mpr.infra.entrypoint import run_and_exit
+from mpr.infra.logging import configure_logging, get_logger
+from mpr.infra.settings import Settings
+from mpr.infra.temporal import (
     TemporalSettingsError,
     connect,
     metrics_runtime,

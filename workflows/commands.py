@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.models import LastRejection
+    from mpr.domain.core.models import LastRejection
 
 COMMAND_REJECTED = "CommandRejected"
 

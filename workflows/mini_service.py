@@ -18,9 +18,11 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from domain.commands import ParseFailure, describe, parse
-    from domain.mini_service.commands import SERVICE_COMMANDS
-    from domain.mini_service.models import (
+    from mpr.domain.core.commands import ParseFailure, describe, parse
+    from mpr.domain.core.models import LastRejection, Role
+    from mpr.domain.core.redaction import redact
+    from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+    from mpr.domain.mini_service.models import (
         FINAL_STATUSES,
         MiniServiceContent,
         MiniServiceState,
@@ -40,11 +42,9 @@ with workflow.unsafe.imports_passed_through():
         mini_service_id,
         preview,
     )
-    from domain.mini_service.rules import archived, decide, start_service
-    from domain.models import LastRejection, Role
-    from domain.redaction import redact
-    from domain.rules import Rejected
-    from domain.state import AUDIT_ENTRIES_KEPT
+    from mpr.domain.mini_service.rules import archived, decide, start_service
+    from mpr.domain.release.rules import Rejected
+    from mpr.domain.release.state import AUDIT_ENTRIES_KEPT
     from workflows import search_attributes as sa
     from workflows.commands import register_commands
     from workflows.release import CATALOG_RETRY, CATALOG_TIMEOUT, failure_message

@@ -19,8 +19,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from domain.commands import COMMANDS, ParseFailure, describe, parse_command
-    from domain.models import (
+    from mpr.domain.core.commands import ParseFailure, describe
+    from mpr.domain.core.models import LastRejection, Role
+    from mpr.domain.core.redaction import redact
+    from mpr.domain.release.commands import COMMANDS, parse_command
+    from mpr.domain.release.models import (
         ActorRolesRequest,
         AuditEntry,
         BuildRequest,
@@ -29,23 +32,20 @@ with workflow.unsafe.imports_passed_through():
         CellTestRequest,
         CompatibilityMatrix,
         CompatibilityReport,
-        LastRejection,
         MatrixCell,
         PackageFacts,
         ReleaseContext,
         ReleaseContextRequest,
-        Role,
         StartInput,
     )
-    from domain.records import (
+    from mpr.domain.release.records import (
         CatalogTransition,
         ReleaseEvent,
         ReviewRound,
         TransitionResult,
     )
-    from domain.redaction import redact
-    from domain.release_id import release_id
-    from domain.rules import (
+    from mpr.domain.release.release_id import release_id
+    from mpr.domain.release.rules import (
         Accepted,
         Effects,
         Rejected,
@@ -55,8 +55,14 @@ with workflow.unsafe.imports_passed_through():
         decide,
         start_release,
     )
-    from domain.stages import TERMINAL_STAGES, Stage
-    from domain.state import AUDIT_ENTRIES_KEPT, AuditLog, ReleaseState, ReleaseStatus, Work
+    from mpr.domain.release.stages import TERMINAL_STAGES, Stage
+    from mpr.domain.release.state import (
+        AUDIT_ENTRIES_KEPT,
+        AuditLog,
+        ReleaseState,
+        ReleaseStatus,
+        Work,
+    )
     from workflows import search_attributes as sa
     from workflows.commands import register_commands
 

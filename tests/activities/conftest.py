@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.build import BuildActivities
-from domain.models import BuildRequest, PackageFacts
+from activities.release.build import BuildActivities
+from mpr.domain.release.models import BuildRequest, PackageFacts
 
 Build = Callable[..., Coroutine[Any, Any, PackageFacts]]
 

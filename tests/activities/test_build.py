@@ -18,11 +18,11 @@ import pytest
 import structlog
 from temporalio.exceptions import ApplicationError
 
-from activities import build as build_module
-from activities.build import BuildActivities
-from activities.package_source import Limits, read_source
 from activities.progress import Cancelled, Progress
-from domain.models import BuildRequest, PackageFacts
+from activities.release import build as build_module
+from activities.release.build import BuildActivities
+from activities.release.package_source import Limits, read_source
+from mpr.domain.release.models import BuildRequest, PackageFacts
 from tests.activities.conftest import Build, RecordingEnvironment
 
 MiB = 1024 * 1024

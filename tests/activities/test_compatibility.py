@@ -14,9 +14,14 @@ from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.compatibility import CompatibilityActivities, load_tables
-from domain.compatibility import SEVERITY, CompatibilityTables, UnknownCell, evaluate_cell
-from domain.models import (
+from activities.release.compatibility import CompatibilityActivities, load_tables
+from mpr.domain.release.compatibility import (
+    SEVERITY,
+    CompatibilityTables,
+    UnknownCell,
+    evaluate_cell,
+)
+from mpr.domain.release.models import (
     DEVICE_TIERS,
     NETWORKS,
     OPERATING_SYSTEMS,

@@ -1,17 +1,17 @@
-"""domain/manifest.py: every rule of the app.json contract, and that problems are collected."""
+"""The release manifest: every rule of the app.json contract, and that problems are collected."""
 
 import json
 from typing import Any
 
 import pytest
 
-from domain.manifest import (
+from mpr.domain.release.manifest import (
     ManifestError,
     base_version_key,
     manifest_from_files,
     validate_manifest,
 )
-from domain.models import AppManifest
+from mpr.domain.release.models import AppManifest
 
 FILES = [
     "app.json",

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from catalog.releases import record_transition
-from domain.models import (
+from mpr.catalog.releases import record_transition
+from mpr.domain.release.models import (
     AppManifest,
     Environment,
     PackageFacts,
@@ -17,15 +17,15 @@ from domain.models import (
     Rollout,
     StartInput,
 )
-from domain.records import (
+from mpr.domain.release.records import (
     CatalogTransition,
     ReleaseEvent,
     ReleaseRow,
     ReviewRound,
     TransitionResult,
 )
-from domain.release_id import release_id
-from domain.stages import Stage
+from mpr.domain.release.release_id import release_id
+from mpr.domain.release.stages import Stage
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 BOTH = [Reviewer.PLATFORM, Reviewer.PARTNER_APP]

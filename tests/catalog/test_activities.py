@@ -7,11 +7,12 @@ from structlog.testing import capture_logs
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.catalog import CatalogActivities
-from catalog.admin import Membership, add_member
-from domain.models import ActorRolesRequest, Role
-from domain.records import TransitionResult
-from domain.stages import Stage
+from activities.release.catalog import CatalogActivities
+from mpr.catalog.admin import Membership, add_member
+from mpr.domain.core.models import Role
+from mpr.domain.release.models import ActorRolesRequest
+from mpr.domain.release.records import TransitionResult
+from mpr.domain.release.stages import Stage
 from tests.catalog.factories import Release, context_request
 
 

@@ -2,8 +2,8 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from catalog import UnknownTargetApp
-from catalog.admin import (
+from mpr.catalog import UnknownTargetApp
+from mpr.catalog.admin import (
     Membership,
     add_member,
     get_target_app,
@@ -13,7 +13,8 @@ from catalog.admin import (
     remove_member,
     set_target_app,
 )
-from domain.models import Reviewer, Role, TargetAppPolicy
+from mpr.domain.core.models import Role
+from mpr.domain.release.models import Reviewer, TargetAppPolicy
 
 DEV = Membership(workspace_id="ws", user_id="alice", role=Role.DEVELOPER)
 PA = Membership(workspace_id="ws", user_id="bob", role=Role.PROGRAM_ADMIN, mini_program_id="prog")

@@ -1,10 +1,10 @@
 import asyncpg
 import pytest
 
-from catalog import MiniProgramInAnotherWorkspace, UnknownTargetApp
-from catalog.releases import load_release_context
-from domain.models import Environment
-from domain.stages import Stage
+from mpr.catalog import MiniProgramInAnotherWorkspace, UnknownTargetApp
+from mpr.catalog.releases import load_release_context
+from mpr.domain.release.models import Environment
+from mpr.domain.release.stages import Stage
 from tests.catalog.factories import Release, context_request, to_released
 
 

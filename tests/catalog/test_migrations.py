@@ -4,10 +4,11 @@ import re
 import asyncpg
 import pytest
 
-from catalog.admin import get_target_app
-from catalog.db import MigrationError, apply_migrations, migration_files
-from domain.models import Environment, Reviewer, Role, TargetAppPolicy
-from domain.stages import Stage
+from mpr.catalog.admin import get_target_app
+from mpr.catalog.db import MigrationError, apply_migrations, migration_files
+from mpr.domain.core.models import Role
+from mpr.domain.release.models import Environment, Reviewer, TargetAppPolicy
+from mpr.domain.release.stages import Stage
 
 ALL = [path.name for path in migration_files()]
 

@@ -13,12 +13,12 @@ from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-import catalog.db
-from activities.mini_service_catalog import MiniServiceCatalogActivities
-from catalog import InvalidTransition, UnknownTargetApp
-from catalog.admin import Membership, add_member, list_members
-from catalog.db import apply_migrations, migration_files
-from catalog.mini_services import (
+from activities.mini_service.catalog import MiniServiceCatalogActivities
+from mpr.catalog import InvalidTransition, UnknownTargetApp
+from mpr.catalog import db as catalog_db
+from mpr.catalog.admin import Membership, add_member, list_members
+from mpr.catalog.db import apply_migrations, migration_files
+from mpr.catalog.mini_services import (
     NotDuplicable,
     allocate_service_version,
     duplicable_content,
@@ -32,7 +32,8 @@ from catalog.mini_services import (
     resolve_mini_service,
     resolve_mini_service_detail,
 )
-from domain.mini_service.models import (
+from mpr.domain.core.models import Role
+from mpr.domain.mini_service.models import (
     MiniServiceContent,
     Section,
     SectionKind,
@@ -44,7 +45,6 @@ from domain.mini_service.models import (
     ServiceTransitionResult,
     ServiceVersionRef,
 )
-from domain.models import Role
 from tests.mpr_runner import Mpr, mpr_runner
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -558,7 +558,7 @@ async def test_migration_002_upgrades_a_catalog_on_001(
 ) -> None:
     first, *later = migration_files()
     with monkeypatch.context() as only_first:
-        only_first.setattr(catalog.db, "migration_files", lambda: [first])
+        only_first.setattr(catalog_db, "migration_files", lambda: [first])
         assert await apply_migrations(fresh_database_url) == [first.name]
     conn = await asyncpg.connect(fresh_database_url)
     try:

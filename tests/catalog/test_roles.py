@@ -1,9 +1,10 @@
 import asyncpg
 import pytest
 
-from catalog.admin import Membership, add_member
-from catalog.releases import load_actor_roles
-from domain.models import ActorRolesRequest, Role
+from mpr.catalog.admin import Membership, add_member
+from mpr.catalog.releases import load_actor_roles
+from mpr.domain.core.models import Role
+from mpr.domain.release.models import ActorRolesRequest
 
 RELEASE = {"workspace_id": "ws", "mini_program_id": "prog", "target_app": "gopay"}
 

@@ -4,10 +4,10 @@ from typing import cast
 import asyncpg
 import pytest
 
-from catalog.rollout import ChannelCache, Resolution, resolve_version, resolve_version_detail
-from domain.bucketing import rollout_bucket
-from domain.models import Environment, Rollout
-from domain.stages import Stage
+from mpr.catalog.rollout import ChannelCache, Resolution, resolve_version, resolve_version_detail
+from mpr.domain.core.bucketing import rollout_bucket
+from mpr.domain.release.models import Environment, Rollout
+from mpr.domain.release.stages import Stage
 from tests.catalog.factories import Release, cleared, to_released
 
 USERS = [f"user-{n}" for n in range(10_000)]

@@ -11,11 +11,11 @@ from collections.abc import Set
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("catalog", "activities", "cli", "starters", "infra", "workers", "workflows", "domain")
+PACKAGES = ("mpr", "activities", "starters", "workers", "workflows")
 # Names whose text may stand in a query: whole SQL files run as they are (the migrations,
 # catalog/migrations/*.sql, are the schema), and a database name checked against
 # catalog.admin.DATABASE_NAME before CREATE DATABASE (which takes no parameters).
-SQL_FROM_FILES = {"catalog/db.py": {"sql"}, "catalog/admin.py": {"name"}}
+SQL_FROM_FILES = {"mpr/catalog/db.py": {"sql"}, "mpr/catalog/admin.py": {"name"}}
 QUERY_METHODS = {"execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare", "cursor"}
 
 

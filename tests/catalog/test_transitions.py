@@ -4,16 +4,16 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from catalog import InvalidTransition
-from catalog.releases import (
+from mpr.catalog import InvalidTransition
+from mpr.catalog.releases import (
     get_compatibility_report,
     get_release,
     list_events,
     list_review_requests,
     record_transition,
 )
-from catalog.rollout import get_channel
-from domain.models import (
+from mpr.catalog.rollout import get_channel
+from mpr.domain.release.models import (
     CellCheck,
     CellResult,
     CompatibilityReport,
@@ -23,8 +23,8 @@ from domain.models import (
     ReviewOutcome,
     Rollout,
 )
-from domain.records import ReviewRound, TransitionResult
-from domain.stages import Stage
+from mpr.domain.release.records import ReviewRound, TransitionResult
+from mpr.domain.release.stages import Stage
 from tests.catalog.factories import BOTH, Release, cleared, package, to_released, to_review
 
 

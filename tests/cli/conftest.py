@@ -3,7 +3,7 @@
 import uuid
 from pathlib import Path
 
-from domain.models import StartInput
+from mpr.domain.release.models import StartInput
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "coffee-shop"
 # One cell per release: these tests drive releases; the matrix is tested elsewhere.

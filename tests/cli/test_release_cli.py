@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from cli.releases import WatchDisplay
-from domain.stages import Stage
-from infra.servers import free_port
+from mpr.cli.releases import WatchDisplay
+from mpr.domain.release.stages import Stage
+from mpr.infra.servers import free_port
 from starters.client import ReleaseClient, ReleaseRef, StageChange
 from tests.cli.conftest import SAMPLES, new_program, start_input
 from tests.mpr_runner import Mpr
@@ -303,7 +303,7 @@ async def test_watch_stops_at_a_stage_or_cleanly_on_ctrl_c(
     assert until.code == 0 and until.out.rstrip().endswith("READY_TO_APPLY")
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "watch", release, cwd=REPO, env=worker.env,
+        sys.executable, "-m", "mpr.cli.main", "watch", release, cwd=REPO, env=worker.env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from cli.main import NOT_FOUND
-from domain.models import StartInput
-from infra.servers import free_port
+from mpr.cli.main import NOT_FOUND
+from mpr.domain.release.models import StartInput
+from mpr.infra.servers import free_port
 from starters.releases import start_release
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
 from tests.mpr_runner import Mpr

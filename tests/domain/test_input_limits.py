@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from domain.commands import COMMANDS, ParseFailure, parse, parse_command
-from domain.mini_service.commands import SERVICE_COMMANDS
-from domain.mini_service.models import (
+from mpr.domain.core.commands import ParseFailure, parse
+from mpr.domain.core.models import MAX_USER_ID_LENGTH
+from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+from mpr.domain.mini_service.models import (
     MAX_IMAGES,
     MAX_LANGUAGE_CODE_LENGTH,
     MAX_LANGUAGES,
@@ -20,7 +21,8 @@ from domain.mini_service.models import (
     MAX_TESTERS,
     ServiceStart,
 )
-from domain.models import MAX_DOMAINS, MAX_USER_ID_LENGTH, MAX_WHITELIST_USERS, StartInput
+from mpr.domain.release.commands import COMMANDS, parse_command
+from mpr.domain.release.models import MAX_DOMAINS, MAX_WHITELIST_USERS, StartInput
 
 START = {
     "mini_program_id": "coffee-shop", "version": "1.0.0", "target_app": "gopay",

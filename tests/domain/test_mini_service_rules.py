@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.commands import Command, ParseFailure, parse
-from domain.mini_service.commands import EDITS, SERVICE_COMMANDS
-from domain.mini_service.models import (
+from mpr.domain.core.commands import Command, ParseFailure, parse
+from mpr.domain.core.models import Role
+from mpr.domain.mini_service.commands import EDITS, SERVICE_COMMANDS
+from mpr.domain.mini_service.models import (
     FINAL_STATUSES,
     MiniServiceContent,
     MiniServiceState,
@@ -18,9 +19,8 @@ from domain.mini_service.models import (
     Title,
     preview,
 )
-from domain.mini_service.rules import ALLOWED, ServiceAccepted, archived, decide, start_service
-from domain.models import Role
-from domain.rules import Rejected
+from mpr.domain.mini_service.rules import ALLOWED, ServiceAccepted, archived, decide, start_service
+from mpr.domain.release.rules import Rejected
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 ADMIN = frozenset({Role.SERVICE_ADMIN})

@@ -7,8 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.commands import COMMANDS, Command, ParseFailure, parse_command
-from domain.models import (
+from mpr.domain.core.commands import Command, ParseFailure
+from mpr.domain.core.models import Role
+from mpr.domain.release.commands import COMMANDS, parse_command
+from mpr.domain.release.models import (
     AppManifest,
     CellCheck,
     CellResult,
@@ -17,12 +19,11 @@ from domain.models import (
     PackageFacts,
     ReleaseContext,
     Reviewer,
-    Role,
     StartInput,
     TargetAppPolicy,
 )
-from domain.permissions import allowed_roles
-from domain.rules import (
+from mpr.domain.release.permissions import allowed_roles
+from mpr.domain.release.rules import (
     ALLOWED_STAGES,
     Accepted,
     Rejected,
@@ -32,8 +33,8 @@ from domain.rules import (
     decide,
     start_release,
 )
-from domain.stages import TERMINAL_STAGES, Stage
-from domain.state import ReleaseState
+from mpr.domain.release.stages import TERMINAL_STAGES, Stage
+from mpr.domain.release.state import ReleaseState
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 ALIPAYCN = TargetAppPolicy(target_app="alipaycn",

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from catalog.admin import Membership, add_member, set_target_app
-from catalog.db import create_pool
-from domain.models import Reviewer, Role, StartInput, TargetAppPolicy
+from mpr.catalog.admin import Membership, add_member, set_target_app
+from mpr.catalog.db import create_pool
+from mpr.domain.core.models import Role
+from mpr.domain.release.models import Reviewer, StartInput, TargetAppPolicy
 from starters.releases import start_release
 from tests.cookbook import cookbook, option, run_temporal_line
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage

@@ -15,16 +15,17 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from catalog.admin import Membership, add_member, set_target_app
-from catalog.db import create_pool
-from catalog.mini_services import (
+from mpr.catalog.admin import Membership, add_member, set_target_app
+from mpr.catalog.db import create_pool
+from mpr.catalog.mini_services import (
     get_service_version,
     list_service_events,
     resolve_mini_service,
     resolve_mini_service_detail,
 )
-from domain.mini_service.models import ServiceStart, ServiceStatus, mini_service_id
-from domain.models import Reviewer, Role, TargetAppPolicy
+from mpr.domain.core.models import Role
+from mpr.domain.mini_service.models import ServiceStart, ServiceStatus, mini_service_id
+from mpr.domain.release.models import Reviewer, TargetAppPolicy
 from starters.mini_services import (
     CatalogNeeded,
     MiniServiceClient,

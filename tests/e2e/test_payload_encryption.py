@@ -16,10 +16,11 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from catalog.admin import Membership, add_member, set_target_app
-from domain.mini_service.models import mini_service_id
-from domain.models import Reviewer, Role, StartInput, TargetAppPolicy
-from infra.codec import new_key_entry
+from mpr.catalog.admin import Membership, add_member, set_target_app
+from mpr.domain.core.models import Role
+from mpr.domain.mini_service.models import mini_service_id
+from mpr.domain.release.models import Reviewer, StartInput, TargetAppPolicy
+from mpr.infra.codec import new_key_entry
 from starters.mini_services import MiniServiceClient
 from starters.releases import start_release
 from tests.e2e.test_mini_service_end_to_end import new_super_app

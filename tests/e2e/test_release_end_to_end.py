@@ -19,9 +19,9 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 
-from catalog.releases import get_release, list_events
-from catalog.rollout import resolve_version
-from domain.models import StartInput
+from mpr.catalog.releases import get_release, list_events
+from mpr.catalog.rollout import resolve_version
+from mpr.domain.release.models import StartInput
 from starters.releases import start_release
 from tests.stack import TemporalCli, WorkerProcess
 

@@ -8,7 +8,7 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 
-from infra.temporal import register_search_attributes, search_attribute_types
+from mpr.infra.temporal import register_search_attributes, search_attribute_types
 from tests.stack import TEST_CONVERTER
 from workers.main import ensure_search_attributes
 

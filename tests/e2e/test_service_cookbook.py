@@ -9,9 +9,9 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from catalog.mini_services import RecordedServiceEvent, list_service_events
-from domain.mini_service.commands import SERVICE_COMMANDS
-from domain.mini_service.models import mini_service_id
+from mpr.catalog.mini_services import RecordedServiceEvent, list_service_events
+from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+from mpr.domain.mini_service.models import mini_service_id
 from starters.mini_services import MiniServiceClient, ServiceRef
 from tests.cookbook import cookbook, option, run_temporal_line
 from tests.e2e.test_mini_service_end_to_end import (

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from infra.servers import free_port
-from infra.settings import Settings
+from mpr.infra.servers import free_port
+from mpr.infra.settings import Settings
 from tests.stack import WorkerProcess
 from workers.check import Finding, failed, run_checks
 

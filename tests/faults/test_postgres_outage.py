@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from domain.stages import Stage
+from mpr.domain.release.stages import Stage
 from starters.client import ReleaseClient, ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,

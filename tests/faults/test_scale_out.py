@@ -13,7 +13,7 @@ from collections import Counter
 
 import asyncpg
 
-from domain.stages import Stage
+from mpr.domain.release.stages import Stage
 from starters.client import ReleaseClient
 from tests.faults.support import (
     DEADLINE_SECONDS,

@@ -2,7 +2,7 @@
 wait for review and one is in GRAYSCALE: each is where it was, in the same run, and goes on to
 RELEASED; the worker rode out the outage without a restart."""
 
-from domain.stages import Stage
+from mpr.domain.release.stages import Stage
 from starters.client import ReleaseClient, ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,

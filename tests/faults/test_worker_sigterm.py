@@ -5,7 +5,7 @@ carries on without redoing it; a command sent meanwhile is not lost."""
 import asyncio
 import signal
 
-from domain.stages import Stage
+from mpr.domain.release.stages import Stage
 from starters.client import ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,

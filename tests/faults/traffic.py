@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from domain.stages import Stage
+from mpr.domain.release.stages import Stage
 
 Delivery = Literal["update", "signal", "duplicate_signal", "raw_signal", "concurrent_updates"]
 # How a well-formed command goes, and how often.

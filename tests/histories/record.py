@@ -20,12 +20,12 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.mini_service.models import mini_service_id
-from domain.models import Role
-from domain.release_id import release_id
-from infra.servers import temporal_binary
-from infra.settings import Settings
-from infra.temporal import data_converter
+from mpr.domain.core.models import Role
+from mpr.domain.mini_service.models import mini_service_id
+from mpr.domain.release.release_id import release_id
+from mpr.infra.servers import temporal_binary
+from mpr.infra.settings import Settings
+from mpr.infra.temporal import data_converter
 from tests.workflows.fakes import MEMBERS, FakeCatalog
 from tests.workflows.service_fakes import FakeServiceCatalog
 from workflows import search_attributes

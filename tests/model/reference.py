@@ -10,9 +10,10 @@ built them (the test generators know what they built), so it holds no payload va
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from domain.mini_service.models import ServiceStatus as Status
-from domain.models import Reviewer, Role
-from domain.stages import Stage
+from mpr.domain.core.models import Role
+from mpr.domain.mini_service.models import ServiceStatus as Status
+from mpr.domain.release.models import Reviewer
+from mpr.domain.release.stages import Stage
 
 Payload = dict[str, Any]
 

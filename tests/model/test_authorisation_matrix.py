@@ -16,27 +16,28 @@ from typing import Any
 import asyncpg
 import pytest
 
-from activities.catalog import CatalogActivities
-from activities.mini_service_catalog import MiniServiceCatalogActivities
-from catalog.admin import Membership, add_member, set_target_app
-from domain.commands import COMMANDS, Command, parse, parse_command
-from domain.mini_service.commands import SERVICE_COMMANDS
-from domain.mini_service.models import MiniServiceState, ServiceRolesRequest, ServiceStart
-from domain.mini_service.rules import ServiceAccepted, start_service
-from domain.mini_service.rules import decide as decide_service
-from domain.models import (
+from activities.mini_service.catalog import MiniServiceCatalogActivities
+from activities.release.catalog import CatalogActivities
+from mpr.catalog.admin import Membership, add_member, set_target_app
+from mpr.domain.core.commands import Command, parse
+from mpr.domain.core.models import Role
+from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+from mpr.domain.mini_service.models import MiniServiceState, ServiceRolesRequest, ServiceStart
+from mpr.domain.mini_service.rules import ServiceAccepted, start_service
+from mpr.domain.mini_service.rules import decide as decide_service
+from mpr.domain.release.commands import COMMANDS, parse_command
+from mpr.domain.release.models import (
     ActorRolesRequest,
     ReleaseContext,
     Reviewer,
-    Role,
     StartInput,
     TargetAppPolicy,
 )
-from domain.release_id import release_id
-from domain.rules import Accepted, Rejected, start_release
-from domain.rules import decide as decide_release
-from domain.stages import Stage
-from domain.state import ReleaseState
+from mpr.domain.release.release_id import release_id
+from mpr.domain.release.rules import Accepted, Rejected, start_release
+from mpr.domain.release.rules import decide as decide_release
+from mpr.domain.release.stages import Stage
+from mpr.domain.release.state import ReleaseState
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 WORKSPACE, PROGRAM, APP = "ws", "coffee", "testapp"

@@ -20,17 +20,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import domain.mini_service.rules
-from domain.commands import Command, ParseFailure, parse
-from domain.mini_service.commands import SERVICE_COMMANDS
-from domain.mini_service.models import (
-    IN_FLIGHT,
-    MiniServiceState,
-    ServiceStart,
-    ServiceStatus,
-)
-from domain.mini_service.rules import archived, decide, start_service
-from domain.rules import Rejected
+import mpr.domain.mini_service.rules
+from mpr.domain.core.commands import Command, ParseFailure, parse
+from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+from mpr.domain.mini_service.models import IN_FLIGHT, MiniServiceState, ServiceStart, ServiceStatus
+from mpr.domain.mini_service.rules import archived, decide, start_service
+from mpr.domain.release.rules import Rejected
 from tests.model import reference
 from tests.model.reference import Payload, ServiceModel, Version
 from tests.model.test_release_model import (
@@ -385,7 +380,7 @@ def test_a_duplicate_never_reuses_a_section_id() -> None:
 
 def test_the_machine_notices_a_broken_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     """The machine can fail: let a pilot test be edited (seed 004 says it cannot be)."""
-    allowed = domain.mini_service.rules.ALLOWED
+    allowed = mpr.domain.mini_service.rules.ALLOWED
     monkeypatch.setitem(allowed, "edit_title", allowed["edit_title"] | {ServiceStatus.TESTING})
     with pytest.raises(AssertionError, match="accepted by the rules but refused by the model"):
         run_state_machine_as_test(ServiceRulesMachine, settings=settings(

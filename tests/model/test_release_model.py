@@ -25,20 +25,21 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from domain.commands import Command, ParseFailure, parse_command
-from domain.models import (
+from mpr.domain.core.commands import Command, ParseFailure
+from mpr.domain.core.models import Role
+from mpr.domain.release.commands import parse_command
+from mpr.domain.release.models import (
     AppManifest,
     CompatibilityReport,
     Environment,
     PackageFacts,
     ReleaseContext,
     Reviewer,
-    Role,
     StartInput,
     TargetAppPolicy,
 )
-from domain.release_id import release_id
-from domain.rules import (
+from mpr.domain.release.release_id import release_id
+from mpr.domain.release.rules import (
     Rejected,
     build_failed,
     build_succeeded,
@@ -46,8 +47,8 @@ from domain.rules import (
     decide,
     start_release,
 )
-from domain.stages import CHANNEL_HOLDING_STAGES, Stage
-from domain.state import ReleaseState, Work
+from mpr.domain.release.stages import CHANNEL_HOLDING_STAGES, Stage
+from mpr.domain.release.state import ReleaseState, Work
 from tests.model import reference
 from tests.model.reference import Payload, Policy, ReleaseModel, merge_config
 

@@ -21,8 +21,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.commands import COMMANDS
-from domain.release_id import release_id
+from mpr.domain.release.commands import COMMANDS
+from mpr.domain.release.release_id import release_id
 from tests.model import reference
 from tests.model.reference import Payload, ReleaseModel, merge_config
 from tests.model.test_release_model import (

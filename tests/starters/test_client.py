@@ -11,12 +11,12 @@ import pytest
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from domain.commands import ApplyRelease, CancelRelease, UpdateConfig
-from domain.models import BasicInfoPatch, CompatibilityReport, ConfigPatch
-from domain.stages import Stage
-from domain.state import AuditLog, ReleaseStatus
-from infra.servers import free_port
-from infra.settings import Settings
+from mpr.domain.release.commands import ApplyRelease, CancelRelease, UpdateConfig
+from mpr.domain.release.models import BasicInfoPatch, CompatibilityReport, ConfigPatch
+from mpr.domain.release.stages import Stage
+from mpr.domain.release.state import AuditLog, ReleaseStatus
+from mpr.infra.servers import free_port
+from mpr.infra.settings import Settings
 from starters.client import (
     CommandRefused,
     ReleaseClient,

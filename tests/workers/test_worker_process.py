@@ -14,7 +14,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PollerBehaviorSimpleMaximum
 
-from infra.settings import Settings
+from mpr.infra.settings import Settings
 from workers import health
 from workers.health import health_problem, keep_touching, write_health
 from workers.main import build_worker, write_workflow_bytecode

@@ -8,7 +8,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 
-from domain.release_id import release_id
+from mpr.domain.release.release_id import release_id
 
 
 @dataclass

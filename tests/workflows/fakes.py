@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.models import (
+from mpr.domain.core.models import Role
+from mpr.domain.release.models import (
     ActorRolesRequest,
     AppManifest,
     BuildRequest,
@@ -21,11 +22,10 @@ from domain.models import (
     ReleaseContext,
     ReleaseContextRequest,
     Reviewer,
-    Role,
     TargetAppPolicy,
 )
-from domain.records import CatalogTransition, TransitionResult
-from domain.stages import CHANNEL_HOLDING_STAGES
+from mpr.domain.release.records import CatalogTransition, TransitionResult
+from mpr.domain.release.stages import CHANNEL_HOLDING_STAGES
 
 POLICIES = {
     "alipaycn": TargetAppPolicy(

@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.mini_service.models import (
+from mpr.domain.core.models import Role
+from mpr.domain.mini_service.models import (
     IN_FLIGHT,
     ServiceContext,
     ServiceRolesRequest,
@@ -15,7 +16,6 @@ from domain.mini_service.models import (
     ServiceVersionRef,
     ServiceVersionSummary,
 )
-from domain.models import Role
 
 
 @dataclass

@@ -16,8 +16,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from domain.mini_service.models import mini_service_id
-from domain.models import Role
+from mpr.domain.core.models import Role
+from mpr.domain.mini_service.models import mini_service_id
 from tests.stack import TEST_CONVERTER
 from tests.workflows.driving import until_answering
 from tests.workflows.service_fakes import FakeServiceCatalog

@@ -10,10 +10,11 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
-from domain.models import ReleaseContext, Role, StartInput
-from domain.release_id import release_id
-from domain.rules import start_release
-from domain.stages import Stage
+from mpr.domain.core.models import Role
+from mpr.domain.release.models import ReleaseContext, StartInput
+from mpr.domain.release.release_id import release_id
+from mpr.domain.release.rules import start_release
+from mpr.domain.release.stages import Stage
 from tests.stack import TEST_CONVERTER
 from tests.workflows.driving import Releases, command, start_input, wait_for_stage
 from tests.workflows.fakes import POLICIES, FakeCatalog

@@ -1,0 +1,1 @@
+"""Activities of the mini service version: its catalog."""

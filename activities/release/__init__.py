@@ -1,0 +1,1 @@
+"""Activities of the mini program release: build, compatibility cells and its catalog."""

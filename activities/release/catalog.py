@@ -1,0 +1,59 @@
+"""The catalog activities: the release workflow's only way to read and write the catalog.
+
+Database outages propagate as they are, so Temporal retries them. Refusals (an unknown
+target app, a self-contradicting write, a violated constraint) become non-retryable
+ApplicationErrors: retrying them would only repeat the refusal.
+"""
+
+import asyncpg
+from temporalio import activity
+
+from activities.scope import activity_scope
+from mpr.catalog import releases
+from mpr.domain.core.models import Role
+from mpr.domain.release.models import ActorRolesRequest, ReleaseContext, ReleaseContextRequest
+from mpr.domain.release.records import CatalogTransition, TransitionResult
+from mpr.infra.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class CatalogActivities:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @activity.defn(name="load_release_context")
+    async def load_release_context(self, request: ReleaseContextRequest) -> ReleaseContext:
+        with activity_scope("load_release_context", release_id=request.release_id):
+            context = await releases.load_release_context(self._pool, request)
+            log.info(
+                "release context loaded",
+                target_app=context.policy.target_app,
+                first_release=context.first_release,
+                previous_stable_version=context.previous_stable_version,
+            )
+            return context
+
+    @activity.defn(name="load_actor_roles")
+    async def load_actor_roles(self, request: ActorRolesRequest) -> list[Role]:
+        # The request names no release; the workflow id is the release id.
+        release_id = (activity.info().workflow_id or "") if activity.in_activity() else ""
+        with activity_scope("load_actor_roles", release_id=release_id):
+            roles = await releases.load_actor_roles(self._pool, request)
+            log.info("actor roles loaded", actor=request.actor, roles=[r.value for r in roles])
+            return roles
+
+    @activity.defn(name="record_transition")
+    async def record_transition(self, transition: CatalogTransition) -> TransitionResult:
+        event = transition.event
+        with activity_scope("record_transition", release_id=event.release_id):
+            result = await releases.record_transition(self._pool, transition)
+            log.info(
+                "transition recorded",
+                event_id=event.event_id,
+                command=event.command,
+                stage_after=event.stage_after.value,
+                applied=result.applied,
+                blocked_by=result.blocked_by,
+            )
+            return result

@@ -1,1 +1,0 @@
-"""Pure release rules: no I/O, no clocks, no Temporal. Everything here is deterministic."""

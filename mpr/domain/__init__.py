@@ -1,0 +1,1 @@
+"""Pure lifecycle rules: no I/O, no clocks, no Temporal. Everything here is deterministic."""

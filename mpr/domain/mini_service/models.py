@@ -1,0 +1,335 @@
+"""Mini service content, state and the records the catalog keeps of it."""
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+
+from mpr.domain.core.models import IDENTIFIER, LastRejection, Strict
+
+MAX_TESTERS = 200
+MAX_SECTIONS = 50
+MAX_PROGRAMS_PER_SECTION = 100
+MAX_IMAGES = 20
+MAX_LANGUAGES = 30
+MAX_LANGUAGE_CODE_LENGTH = 35
+LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+
+
+class ServiceStatus(StrEnum):
+    DRAFT = "DRAFT"
+    TESTING = "TESTING"
+    RELEASING = "RELEASING"
+    RELEASED = "RELEASED"
+    ARCHIVED = "ARCHIVED"
+    DELETED = "DELETED"
+
+
+FINAL_STATUSES = frozenset({ServiceStatus.ARCHIVED, ServiceStatus.DELETED})
+# One version at a time may be shown to testers or rolled out, per super app.
+IN_FLIGHT = frozenset({ServiceStatus.TESTING, ServiceStatus.RELEASING})
+
+
+def _translations(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_LANGUAGES:
+        raise ValueError(f"at most {MAX_LANGUAGES} languages")
+    for language, text in value.items():
+        if len(language) > MAX_LANGUAGE_CODE_LENGTH or not LANGUAGE.match(language):
+            raise ValueError(f"{language!r} is not a language code (e.g. en, zh-CN)")
+        if not text.strip() or len(text) > 100:
+            raise ValueError(f"the {language} text must have 1 to 100 characters")
+    return value
+
+
+Translations = Annotated[dict[str, str], AfterValidator(_translations)]
+
+
+def _email(value: str) -> str:
+    if not EMAIL.match(value):
+        # The value is not repeated: refusal reasons are kept in plain text (update failures,
+        # the audit log), and a near-miss email is still personal data.
+        raise ValueError("the value is not an email address")
+    return value.lower()
+
+
+Email = Annotated[str, AfterValidator(_email)]
+MiniProgramId = Annotated[str, Field(pattern=IDENTIFIER)]
+
+
+class Title(Strict):
+    """A title in several languages; `default_language` is what others fall back to."""
+
+    default_language: str = Field(max_length=MAX_LANGUAGE_CODE_LENGTH)
+    texts: Translations = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_is_translated(self) -> "Title":
+        if self.default_language not in self.texts:
+            raise ValueError(f"the default language {self.default_language!r} has no text")
+        return self
+
+    def text_for(self, language: str) -> str:
+        return self.texts.get(language) or self.texts[self.default_language]
+
+
+class SectionKind(StrEnum):
+    CAROUSEL = "carousel"
+    BANNER = "banner"
+    FAVORITE = "favorite"
+    RECENTLY_USED = "recently_used"
+    RECOMMENDED = "recommended"
+
+
+class Section(BaseModel):
+    section_id: str
+    kind: SectionKind
+    title: dict[str, str] = {}
+    """Translations; empty for default sections, whose names the super app renders itself."""
+    mini_program_ids: list[str] = []
+    images: list[str] = []
+
+    @property
+    def is_default(self) -> bool:
+        return self.kind is not SectionKind.RECOMMENDED
+
+
+DEFAULT_SECTIONS = (
+    Section(section_id="carousel", kind=SectionKind.CAROUSEL),
+    Section(section_id="banner", kind=SectionKind.BANNER),
+    Section(section_id="favorite", kind=SectionKind.FAVORITE),
+    Section(section_id="recently-used", kind=SectionKind.RECENTLY_USED),
+)
+
+
+class MiniServiceContent(BaseModel):
+    title: Title
+    sections: list[Section]
+
+    @classmethod
+    def new(cls) -> "MiniServiceContent":
+        return cls(title=Title(default_language="en", texts={"en": "Mini Services"}),
+                   sections=list(DEFAULT_SECTIONS))
+
+    def section(self, section_id: str) -> Section | None:
+        return next((s for s in self.sections if s.section_id == section_id), None)
+
+
+class ServiceStart(Strict):
+    """What starts a mini service version (the catalog allocated `version_no`)."""
+
+    super_app: str = Field(pattern=IDENTIFIER)
+    version_no: int = Field(ge=1)
+    created_by: str = Field(min_length=1, max_length=128)
+    content: MiniServiceContent | None = None
+    """None starts from the default page; `duplicate` passes a released version's content."""
+    duplicated_from: int | None = None
+
+
+class ServiceContext(BaseModel):
+    """What the catalog knows when a version starts: the super app's grayscale ladder."""
+
+    grayscale_ladder: list[int]
+
+
+class ServiceVersionSummary(BaseModel):
+    version_no: int
+    status: ServiceStatus
+    percent: int
+    created_by: str
+    updated_at: datetime
+    duplicated_from: int | None = None
+
+
+class ServiceAuditEntry(BaseModel):
+    seq: int
+    event_id: str
+    command: str
+    actor: str | None
+    accepted: bool
+    reason: str | None = None
+    status_before: ServiceStatus
+    status_after: ServiceStatus
+    at: datetime
+
+
+class MiniServiceState(BaseModel):
+    """Everything a mini service version knows; carried whole across continue-as-new."""
+
+    super_app: str
+    version_no: int
+    created_by: str
+    duplicated_from: int | None
+    status: ServiceStatus
+    content: MiniServiceContent
+    ladder: list[int]
+    percent: int = 0
+    testers: list[str] = []
+    next_section: int = 1
+    deleted_sections: list[str] = []
+    removed_programs: list[str] = []
+    """'section_id/mini_program_id' pairs removed in this version: they cannot come back."""
+    last_rejection: LastRejection | None = None
+    history: list[ServiceVersionSummary] = []
+    history_as_of: datetime | None = None
+    audit: list[ServiceAuditEntry] = []
+    audit_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+    status_changed_at: datetime
+    released_at: datetime | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        return mini_service_id(self.super_app, self.version_no)
+
+    def status_view(self) -> "MiniServiceStatus":
+        return MiniServiceStatus(
+            workflow_id=self.workflow_id,
+            super_app=self.super_app,
+            version_no=self.version_no,
+            status=self.status,
+            percent=self.percent,
+            grayscale_ladder=self.ladder,
+            testers=len(self.testers),
+            sections=len(self.content.sections),
+            mini_programs=sum(len(s.mini_program_ids) for s in self.content.sections),
+            created_by=self.created_by,
+            duplicated_from=self.duplicated_from,
+            last_rejection=self.last_rejection,
+            audit_count=self.audit_count,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            status_changed_at=self.status_changed_at,
+            released_at=self.released_at,
+        )
+
+
+class MiniServiceStatus(BaseModel):
+    """The `status` query. Tester emails are personal data: only their number is shown."""
+
+    workflow_id: str
+    super_app: str
+    version_no: int
+    status: ServiceStatus
+    percent: int
+    grayscale_ladder: list[int]
+    testers: int
+    sections: int
+    mini_programs: int
+    created_by: str
+    duplicated_from: int | None
+    last_rejection: LastRejection | None
+    audit_count: int
+    created_at: datetime
+    updated_at: datetime
+    status_changed_at: datetime
+    released_at: datetime | None
+
+
+class PreviewSection(BaseModel):
+    section_id: str
+    kind: SectionKind
+    title: str | None
+    mini_program_ids: list[str]
+    images: list[str]
+
+
+class Preview(BaseModel):
+    """The page as a user with `language` sees it (seed 004 "Multi-language preview")."""
+
+    language: str
+    title: str
+    sections: list[PreviewSection]
+
+
+class ServiceHistory(BaseModel):
+    """The `history` query: this super app's versions, as of the last catalog write."""
+
+    as_of: datetime | None
+    versions: list[ServiceVersionSummary]
+
+
+def mini_service_id(super_app: str, version_no: int) -> str:
+    return f"mini-service:{super_app}:{version_no}"
+
+
+def preview(content: MiniServiceContent, language: str) -> Preview:
+    """Each translated field falls back to the default language when `language` lacks it."""
+    fallback = content.title.default_language
+    return Preview(
+        language=language,
+        title=content.title.text_for(language),
+        sections=[
+            PreviewSection(
+                section_id=s.section_id, kind=s.kind,
+                title=(s.title.get(language) or s.title.get(fallback)
+                       or next(iter(s.title.values()), None)),
+                mini_program_ids=list(s.mini_program_ids), images=list(s.images),
+            )
+            for s in content.sections
+        ],
+    )
+
+
+class ServiceEvent(BaseModel):
+    """One audit row of a mini service version; `event_id` makes writing it idempotent."""
+
+    event_id: str
+    super_app: str
+    version_no: int
+    seq: int
+    command: str
+    actor: str | None
+    accepted: bool
+    reason: str | None = None
+    status_before: ServiceStatus
+    status_after: ServiceStatus
+    payload: dict[str, Any] | None = None
+    at: datetime
+
+
+class ServiceRow(BaseModel):
+    """The catalog's copy of a mini service version."""
+
+    super_app: str
+    version_no: int
+    status: ServiceStatus
+    percent: int
+    content: MiniServiceContent
+    testers: list[str]
+    created_by: str
+    duplicated_from: int | None
+    at: datetime
+
+
+class ServiceTransition(BaseModel):
+    """Everything one event changes in the catalog, in one transaction."""
+
+    event: ServiceEvent
+    row: ServiceRow | None = None
+    """None when nothing changes (a refused command)."""
+    promote: bool = False
+    """This version became RELEASED: the previously released one becomes ARCHIVED."""
+
+
+class ServiceTransitionResult(BaseModel):
+    applied: bool
+    reason: str | None = None
+    """Why the catalog refused the move (another version is TESTING or RELEASING)."""
+    archived_version: int | None = None
+    """The version this promotion archived."""
+    history: list[ServiceVersionSummary] = []
+    """The super app's versions after this write, newest first."""
+
+
+class ServiceRolesRequest(BaseModel):
+    super_app: str
+    actor: str
+
+
+class ServiceVersionRef(BaseModel):
+    super_app: str
+    version_no: int

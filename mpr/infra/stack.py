@@ -1,0 +1,233 @@
+"""The embedded stack behind `make up` / `make down`: `python -m mpr.infra.stack up|down|status`.
+
+`up` starts what the environment does not already provide (the Temporal dev server unless
+TEMPORAL_ADDRESS is set, PostgreSQL unless DATABASE_URL is set), applies the migrations,
+starts a worker in the background and writes .data/stack.env. Everything lives under .data/.
+
+Payloads are encrypted with MPR_PAYLOAD_KEYS when it is exported, else with a key made on the
+first `up` and kept in .data/payload-keys (mode 0600) until `make clean`: releases started
+earlier must stay readable. A codec server decrypts them for the Web UI and the `temporal` CLI.
+MPR_PAYLOAD_ENCRYPTION=off runs without keys, encryption or codec server.
+"""
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mpr.catalog.db import apply_migrations
+from mpr.infra.codec import KeyRing, new_key_entry
+from mpr.infra.entrypoint import run_and_exit
+from mpr.infra.servers import (
+    port_in_use,
+    process_alive,
+    start_postgres,
+    start_temporal_dev_server,
+    stop_postgres,
+    stop_process,
+    wait_for_temporal,
+)
+from mpr.infra.settings import (
+    DATA_DIR,
+    DEFAULT_TASK_QUEUE,
+    STACK_ENV_FILE,
+    encryption_off,
+    read_env_file,
+)
+
+TEMPORAL_PORT = int(os.environ.get("TEMPORAL_PORT", "7233"))
+TEMPORAL_UI_PORT = int(os.environ.get("TEMPORAL_UI_PORT", "8233"))
+CODEC_SERVER_PORT = int(os.environ.get("CODEC_SERVER_PORT", "8234"))
+PGDATA = DATA_DIR / "postgres"
+TEMPORAL_PID = DATA_DIR / "temporal.pid"
+WORKER_PID = DATA_DIR / "worker.pid"
+CODEC_SERVER_PID = DATA_DIR / "codec-server.pid"
+PAYLOAD_KEYS_FILE = DATA_DIR / "payload-keys"
+PRIVATE = 0o600
+
+
+def up() -> dict[str, str]:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    if _running(WORKER_PID):
+        print(f"the stack is already up ({STACK_ENV_FILE}); `make down` stops it")
+        return _read_stack_env()
+
+    keys = _payload_keys()
+    codec_endpoint = _start_codec_server(keys) if keys else ""
+    stack = {
+        "TEMPORAL_ADDRESS": os.environ.get("TEMPORAL_ADDRESS") or _start_temporal(codec_endpoint),
+        "TEMPORAL_NAMESPACE": os.environ.get("TEMPORAL_NAMESPACE") or "default",
+        "TEMPORAL_TASK_QUEUE": os.environ.get("TEMPORAL_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or start_postgres(PGDATA),
+        "TEMPORAL_UI_URL": os.environ.get("TEMPORAL_UI_URL")
+        or (f"http://localhost:{TEMPORAL_UI_PORT}" if _running(TEMPORAL_PID) else ""),
+        "ARTIFACT_DIR": os.environ.get("ARTIFACT_DIR") or str((DATA_DIR / "artifacts").resolve()),
+        "METRICS_ADDRESS": os.environ.get("METRICS_ADDRESS") or "127.0.0.1:9464",
+        "BUILD_SOURCE_ROOTS": os.environ.get("BUILD_SOURCE_ROOTS") or str(Path.cwd().resolve()),
+        "MPR_PAYLOAD_KEYS": keys,
+        "MPR_PAYLOAD_ENCRYPTION": "on" if keys else "off",
+        # Read by the `temporal` CLI, for whoever exports this file.
+        "TEMPORAL_CODEC_ENDPOINT": codec_endpoint,
+    }
+    asyncio.run(apply_migrations(stack["DATABASE_URL"]))
+    # It holds the payload keys.
+    _write_private(STACK_ENV_FILE, "".join(f"{key}={value}\n" for key, value in stack.items()))
+    _start_worker(stack)
+    for key, value in stack.items():
+        shown = f"(keys {', '.join(KeyRing.parse(value).key_ids)})" if (
+            key == "MPR_PAYLOAD_KEYS" and value) else value
+        print(f"{key}={shown}")
+    print(f"logs: {DATA_DIR}/temporal.log, {DATA_DIR}/worker.log, {DATA_DIR}/codec-server.log; "
+          "`make down` stops the stack")
+    return stack
+
+
+def down() -> None:
+    stopped = []
+    if _stop(WORKER_PID, timeout=40):
+        stopped.append("worker")
+    if _stop(TEMPORAL_PID):
+        stopped.append("Temporal dev server")
+    if _stop(CODEC_SERVER_PID):
+        stopped.append("codec server")
+    if stop_postgres(PGDATA):
+        stopped.append("PostgreSQL")
+    STACK_ENV_FILE.unlink(missing_ok=True)
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def status() -> bool:
+    parts = {
+        "worker": _running(WORKER_PID),
+        "temporal": _running(TEMPORAL_PID),
+        "postgres": (PGDATA / "postmaster.pid").exists(),
+    }
+    if _read_stack_env().get("TEMPORAL_CODEC_ENDPOINT"):
+        parts["codec-server"] = _running(CODEC_SERVER_PID)
+    for name, alive in parts.items():
+        print(f"{name}: {'running' if alive else 'stopped'}")
+    return all(parts.values())
+
+
+def _payload_keys() -> str:
+    """MPR_PAYLOAD_KEYS as exported, else the stack's own key; "" when encryption is off."""
+    exported = (os.environ.get("MPR_PAYLOAD_KEYS") or "").strip()
+    if exported:
+        exported_ids = KeyRing.parse(exported).key_ids  # a malformed value stops `up` here
+        if PAYLOAD_KEYS_FILE.exists():
+            own = KeyRing.parse(PAYLOAD_KEYS_FILE.read_text()).key_ids
+            if not set(own) <= set(exported_ids):
+                print(f"warning: the exported MPR_PAYLOAD_KEYS lacks {', '.join(own)} of "
+                      f"{PAYLOAD_KEYS_FILE}: releases encrypted with it cannot be read",
+                      file=sys.stderr)
+        return exported
+    if encryption_off(os.environ.get("MPR_PAYLOAD_ENCRYPTION")):
+        return ""
+    if not PAYLOAD_KEYS_FILE.exists():
+        entry = new_key_entry(datetime.now(UTC).strftime("stack-%Y%m%d"))
+        _write_private(PAYLOAD_KEYS_FILE, entry + "\n")
+    PAYLOAD_KEYS_FILE.chmod(PRIVATE)
+    keys = PAYLOAD_KEYS_FILE.read_text().strip()
+    KeyRing.parse(keys)
+    return keys
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, also when it existed with a wider mode."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE)
+    os.fchmod(descriptor, PRIVATE)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+def _start_codec_server(keys: str) -> str:
+    """The codec server the dev server's Web UI decrypts payloads with (from the browser: it
+    allows the UI's origin)."""
+    url = f"http://127.0.0.1:{CODEC_SERVER_PORT}"
+    if _running(CODEC_SERVER_PID):
+        return url
+    if port_in_use(CODEC_SERVER_PORT):
+        raise RuntimeError(f"port {CODEC_SERVER_PORT} is already in use on 127.0.0.1 "
+                           "(CODEC_SERVER_PORT chooses another)")
+    env = {
+        **os.environ,
+        "MPR_PAYLOAD_KEYS": keys,
+        "MPR_CODEC_SERVER_ADDRESS": f"127.0.0.1:{CODEC_SERVER_PORT}",
+        "MPR_CODEC_CORS_ORIGINS":
+            f"http://localhost:{TEMPORAL_UI_PORT},http://127.0.0.1:{TEMPORAL_UI_PORT}",
+    }
+    log_file = DATA_DIR / "codec-server.log"
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mpr.infra.codec_server"], env=env,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    CODEC_SERVER_PID.write_text(str(process.pid))
+    deadline = time.monotonic() + 30
+    while not port_in_use(CODEC_SERVER_PORT):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the codec server did not start: see {log_file}")
+        time.sleep(0.1)
+    return url
+
+
+def _start_temporal(codec_endpoint: str) -> str:
+    address = f"127.0.0.1:{TEMPORAL_PORT}"
+    if _running(TEMPORAL_PID):
+        return address
+    codec = ["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else []
+    process = start_temporal_dev_server(
+        (DATA_DIR / "temporal.db").resolve(), TEMPORAL_PORT, TEMPORAL_UI_PORT,
+        DATA_DIR / "temporal.log", *codec,
+    )
+    TEMPORAL_PID.write_text(str(process.pid))
+    asyncio.run(wait_for_temporal(address, process))
+    return address
+
+
+def _start_worker(stack: dict[str, str]) -> None:
+    with (DATA_DIR / "worker.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers.main"],
+            env={**os.environ, **stack},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    WORKER_PID.write_text(str(process.pid))
+
+
+def _running(pid_file: Path) -> bool:
+    return pid_file.exists() and process_alive(int(pid_file.read_text()))
+
+
+def _stop(pid_file: Path, timeout: float = 30) -> bool:
+    if not pid_file.exists():
+        return False
+    stopped = stop_process(int(pid_file.read_text()), timeout=timeout)
+    pid_file.unlink()
+    return stopped
+
+
+def _read_stack_env() -> dict[str, str]:
+    return read_env_file(STACK_ENV_FILE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m mpr.infra.stack", description=__doc__)
+    parser.add_argument("action", choices=["up", "down", "status"])
+    action = parser.parse_args().action
+    if action == "up":
+        up()
+    elif action == "down":
+        down()
+    elif not status():
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_and_exit(main)
