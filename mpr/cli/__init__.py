@@ -16,10 +16,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from mpr.catalog.db import create_pool
+from mpr.infra.exit_codes import FAILURE
 from mpr.infra.settings import Settings
-
-USAGE = 2
-FAILURE = 1
 
 Handler = Callable[[argparse.Namespace], Awaitable[None]]
 # argparse offers no public name for what add_subparsers returns.

@@ -4,9 +4,10 @@ keys and want the Web UI or `temporal --codec-endpoint` to show decrypted payloa
 import argparse
 import asyncio
 
-from mpr.cli import USAGE, CliError, Subcommands
+from mpr.cli import CliError, Subcommands
 from mpr.infra.codec import PayloadKeyError
 from mpr.infra.codec_server import start
+from mpr.infra.exit_codes import USAGE
 from mpr.infra.settings import DEFAULT_CODEC_SERVER, Settings
 
 

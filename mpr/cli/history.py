@@ -35,18 +35,17 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from mpr.cli import FAILURE, USAGE, CliError, Subcommands
+from mpr.cli import CliError, Subcommands
+from mpr.domain.core.redaction import redact
 from mpr.domain.release.models import Environment, StartInput
 from mpr.domain.release.release_id import release_id
 from mpr.infra.codec import EncryptionCodec, PayloadKeyError, payloads_in
+from mpr.infra.exit_codes import FAILURE, NOT_FOUND, USAGE
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import PAYLOAD_CONVERTER, connect, data_converter, payload_codec
 from starters.releases import release_id_of
-from workflows.release import WORKFLOW_TYPE, MiniProgramRelease, redact
+from workflows.release import WORKFLOW_TYPE, MiniProgramRelease
 
-# "No such release", as in the exit code table of cli.main; that module imports this one, so the
-# number is repeated here until it moves to cli/__init__.py next to USAGE and FAILURE.
-NOT_FOUND = 4
 PLACEHOLDER_WORKFLOW_ID = "replayed-workflow"
 SUMMARY_LENGTH = 120
 # How the SDK core words a failed activation: `... Failure { message: "...", source: ...`.

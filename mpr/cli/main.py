@@ -1,16 +1,6 @@
 """The `mpr` entry point: the top-level parser, and the one place errors become exit codes.
 
-Exit codes:
-
-    0    done
-    1    failure: Temporal or the catalog cannot be reached, the release failed, anything else
-    2    usage: bad arguments or invalid input; nothing was sent
-    3    refused: the release refused the command (wrong stage, not authorised, off the
-         ladder...; the reason is printed), or it has already finished
-    4    not found: no such release (workflow) in the namespace
-    5    timed out waiting for a stage (`mpr start --wait`)
-    130  interrupted (Ctrl-C)
-
+Exit codes are those of `mpr.infra.exit_codes`.
 Every error is one line on stderr, `mpr: ...`, never a traceback.
 """
 
@@ -26,9 +16,10 @@ from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mpr.catalog import CatalogError
-from mpr.cli import FAILURE, USAGE, CliError, Subcommands, admin, codec, history, releases, services
+from mpr.cli import CliError, Subcommands, admin, codec, history, releases, services
 from mpr.infra.codec import PayloadKeyError
 from mpr.infra.entrypoint import run_and_exit
+from mpr.infra.exit_codes import FAILURE, INTERRUPTED, NOT_FOUND, REFUSED, TIMED_OUT, USAGE
 from mpr.infra.temporal import TemporalSettingsError
 from starters.client import (
     CommandRefused,
@@ -38,10 +29,6 @@ from starters.client import (
     StageTimeout,
 )
 
-REFUSED = 3
-NOT_FOUND = 4
-TIMED_OUT = 5
-INTERRUPTED = 130
 CANCELLATION_GRACE_SECONDS = 0.1
 
 # Each group adds its subcommands; a new group is one more entry.

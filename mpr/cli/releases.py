@@ -34,11 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from mpr.cli import USAGE, CliError, Handler, Subcommands, add_json_flag, emit, table
+from mpr.cli import CliError, Handler, Subcommands, add_json_flag, emit, table
 from mpr.domain.release.commands import COMMANDS
 from mpr.domain.release.models import Environment, Reviewer, StartInput
 from mpr.domain.release.stages import Stage
 from mpr.domain.release.state import ReleaseStatus
+from mpr.infra.exit_codes import USAGE
 from mpr.infra.settings import Settings
 from starters.client import (
     DEFAULT_LIST_LIMIT,

@@ -24,10 +24,11 @@ from typing import Any
 
 from mpr.catalog.admin import require_target_app
 from mpr.catalog.mini_services import list_service_versions, resolve_mini_service_detail
-from mpr.cli import USAGE, CliError, Handler, Subcommands, add_json_flag, emit, open_catalog, table
+from mpr.cli import CliError, Handler, Subcommands, add_json_flag, emit, open_catalog, table
 from mpr.cli.releases import _actor, _add_actor, _given, _when
 from mpr.domain.mini_service.commands import SERVICE_COMMANDS
 from mpr.domain.mini_service.models import MiniServiceStatus, ServiceStatus
+from mpr.infra.exit_codes import USAGE
 from mpr.infra.settings import Settings
 from starters.mini_services import MiniServiceClient, ServiceRef
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from mpr.cli.main import NOT_FOUND
 from mpr.domain.release.models import StartInput
+from mpr.infra.exit_codes import NOT_FOUND
 from mpr.infra.servers import free_port
 from starters.releases import start_release
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
