@@ -23,12 +23,11 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from mpr.domain.release.models import CellResult, MatrixCell, PackageFacts
     from workflows import search_attributes as sa
+    from workflows.command_core import CATALOG_RETRY, CATALOG_TIMEOUT
     from workflows.release import (
         BUILD_HEARTBEAT,
         BUILD_RETRY,
         BUILD_TIMEOUT,
-        CATALOG_RETRY,
-        CATALOG_TIMEOUT,
         CELL_HEARTBEAT,
         CELL_RETRY,
         CELL_TIMEOUT,

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
 
     from mpr.domain.core.models import Role
     from mpr.domain.release.release_id import release_id
-    from mpr.domain.release.state import ReleaseState, ReleaseStatus
+    from mpr.domain.release.state import ReleaseStatus
     from tests.stack import TEST_CONVERTER
     from tests.workflows.driving import command, start_input, wait_for_stage
     from tests.workflows.fakes import FakeCatalog
@@ -58,7 +58,7 @@ class UnguardedRelease(MiniProgramRelease):
     """The change made naively: not replay-safe."""
 
     @workflow.run
-    async def run(self, request: Any, carried: ReleaseState | None = None) -> ReleaseStatus:
+    async def run(self, request: Any, carried: Any = None) -> ReleaseStatus:
         return await super().run(request, carried)
 
     async def _build(self) -> None:
@@ -71,7 +71,7 @@ class PatchedRelease(MiniProgramRelease):
     """The change made safely: old releases keep the old path when replayed."""
 
     @workflow.run
-    async def run(self, request: Any, carried: ReleaseState | None = None) -> ReleaseStatus:
+    async def run(self, request: Any, carried: Any = None) -> ReleaseStatus:
         return await super().run(request, carried)
 
     async def _build(self) -> None:
@@ -85,7 +85,7 @@ class DeprecatedRelease(MiniProgramRelease):
     """After every release that predates the patch has closed: the old branch is gone."""
 
     @workflow.run
-    async def run(self, request: Any, carried: ReleaseState | None = None) -> ReleaseStatus:
+    async def run(self, request: Any, carried: Any = None) -> ReleaseStatus:
         return await super().run(request, carried)
 
     async def _build(self) -> None:
@@ -100,7 +100,7 @@ class CleanedUpRelease(MiniProgramRelease):
     The same code as UnguardedRelease; what makes it safe now is which releases are running."""
 
     @workflow.run
-    async def run(self, request: Any, carried: ReleaseState | None = None) -> ReleaseStatus:
+    async def run(self, request: Any, carried: Any = None) -> ReleaseStatus:
         return await super().run(request, carried)
 
     async def _build(self) -> None:

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from mpr.domain.core.commands import ParseFailure, parse
 from mpr.domain.core.models import MAX_USER_ID_LENGTH
-from mpr.domain.mini_service.commands import SERVICE_COMMANDS
 from mpr.domain.mini_service.models import (
     MAX_IMAGES,
     MAX_LANGUAGE_CODE_LENGTH,
@@ -21,8 +20,9 @@ from mpr.domain.mini_service.models import (
     MAX_TESTERS,
     ServiceStart,
 )
-from mpr.domain.release.commands import COMMANDS, parse_command
+from mpr.domain.mini_service.rules import MINI_SERVICE
 from mpr.domain.release.models import MAX_DOMAINS, MAX_WHITELIST_USERS, StartInput
+from mpr.domain.release.rules import RELEASE
 
 START = {
     "mini_program_id": "coffee-shop", "version": "1.0.0", "target_app": "gopay",
@@ -131,9 +131,9 @@ def refusal(name: str, payload: dict[str, Any], commands: Any) -> str | None:
                          ids=[row[0] for row in RELEASE_COMMANDS])
 def test_release_command_limits(label: str, limit: int, build: Build, field: str) -> None:
     name, at_limit = build(limit)
-    assert refusal(name, at_limit, COMMANDS) is None
+    assert refusal(name, at_limit, RELEASE.commands) is None
     name, over = build(limit + 1)
-    reason = refusal(name, over, COMMANDS)
+    reason = refusal(name, over, RELEASE.commands)
     assert reason is not None and reason.startswith(f"invalid {name} payload: ")
     assert field in reason
 
@@ -142,9 +142,9 @@ def test_release_command_limits(label: str, limit: int, build: Build, field: str
                          ids=[row[0] for row in SERVICE_COMMAND_LIMITS])
 def test_mini_service_command_limits(label: str, limit: int, build: Build, field: str) -> None:
     name, at_limit = build(limit)
-    assert refusal(name, at_limit, SERVICE_COMMANDS) is None
+    assert refusal(name, at_limit, MINI_SERVICE.commands) is None
     name, over = build(limit + 1)
-    reason = refusal(name, over, SERVICE_COMMANDS)
+    reason = refusal(name, over, MINI_SERVICE.commands)
     assert reason is not None and reason.startswith(f"invalid {name} payload: ")
     assert field in reason
 
@@ -168,6 +168,6 @@ def test_service_start_limits() -> None:
 
 
 def test_a_malformed_command_is_refused_not_parsed_partially() -> None:
-    assert parse_command("retest_compatibility", [{"actor": "a"}]).actor == "a"
+    assert RELEASE.parse("retest_compatibility", [{"actor": "a"}]).actor == "a"
     with pytest.raises(ParseFailure, match="actor"):
-        parse_command("retest_compatibility", [{"actor": "a" * 10_000}])
+        RELEASE.parse("retest_compatibility", [{"actor": "a" * 10_000}])

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mpr.domain.core.commands import Command, ParseFailure, parse
 from mpr.domain.core.models import Role
-from mpr.domain.mini_service.commands import EDITS, SERVICE_COMMANDS
+from mpr.domain.core.rules import Accepted, Rejected
 from mpr.domain.mini_service.models import (
     FINAL_STATUSES,
     MiniServiceContent,
@@ -19,12 +19,14 @@ from mpr.domain.mini_service.models import (
     Title,
     preview,
 )
-from mpr.domain.mini_service.rules import ALLOWED, ServiceAccepted, archived, decide, start_service
-from mpr.domain.release.rules import Rejected
+from mpr.domain.mini_service.rules import MINI_SERVICE, RULES, archived, start_service
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 ADMIN = frozenset({Role.SERVICE_ADMIN})
 OPERATOR = frozenset({Role.SERVICE_OPERATOR})
+EDITS = frozenset({"edit_title", "add_section", "edit_section", "move_section", "delete_section",
+                   "add_mini_program", "remove_mini_program", "move_mini_program"})
+decide = MINI_SERVICE.decide
 PAYLOADS: dict[str, dict[str, Any]] = {
     "edit_title": {"title": {"default_language": "en", "texts": {"en": "Services"}}},
     "add_section": {"title": {"en": "Food"}},
@@ -44,14 +46,14 @@ PAYLOADS: dict[str, dict[str, Any]] = {
 
 
 def make(name: str, actor: str = "ada", **overrides: Any) -> Command:
-    return parse(name, ({"actor": actor, **PAYLOADS[name], **overrides},), SERVICE_COMMANDS)
+    return parse(name, ({"actor": actor, **PAYLOADS[name], **overrides},), MINI_SERVICE.commands)
 
 
 def draft_with_section() -> MiniServiceState:
     state = start_service(ServiceStart(super_app="gopay", version_no=3, created_by="olly"),
                           [1, 5, 20, 50, 100], NOW)
     decision = decide(state, make("add_section", mini_program_ids=["coffee-shop"]), ADMIN, NOW)
-    assert isinstance(decision, ServiceAccepted)
+    assert isinstance(decision, Accepted)
     return decision.state
 
 
@@ -60,7 +62,7 @@ def at(status: ServiceStatus, percent: int = 0) -> MiniServiceState:
 
 
 def accepted(decision: Any) -> MiniServiceState:
-    assert isinstance(decision, ServiceAccepted), getattr(decision, "reason", decision)
+    assert isinstance(decision, Accepted), getattr(decision, "reason", decision)
     return decision.state
 
 
@@ -69,24 +71,26 @@ def refusal(decision: Any) -> str:
     return decision.reason
 
 
-@pytest.mark.parametrize("name", list(SERVICE_COMMANDS))
+@pytest.mark.parametrize("name", list(RULES))
 @pytest.mark.parametrize("status", list(ServiceStatus))
 def test_each_command_in_each_status(name: str, status: ServiceStatus) -> None:
     decision = decide(at(status, percent=5 if status is ServiceStatus.RELEASING else 0),
                       make(name), ADMIN, NOW)
     if status in FINAL_STATUSES:
         assert "accepts no more commands" in refusal(decision)
-    elif status in ALLOWED[name]:
+    elif status in RULES[name].allowed_in:
         accepted(decision)
     elif name in EDITS:
-        assert refusal(decision).startswith("only a DRAFT can be edited")
+        assert refusal(decision).startswith(
+            f"{name} is not allowed in status {status} (allowed in: DRAFT); "
+            "only a DRAFT can be edited: ")
     else:
         assert f"{name} is not allowed in status {status}" in refusal(decision)
 
 
-@pytest.mark.parametrize("name", list(SERVICE_COMMANDS))
+@pytest.mark.parametrize("name", list(RULES))
 def test_operators_do_everything_but_release(name: str) -> None:
-    status = next(iter(sorted(ALLOWED[name])))
+    status = next(iter(sorted(RULES[name].allowed_in)))
     state = at(status, percent=5 if status is ServiceStatus.RELEASING else 0)
     operator = decide(state, make(name, actor="olly"), OPERATOR, NOW)
     if name == "release":
@@ -118,7 +122,7 @@ def test_lifecycle_and_release_ladder() -> None:
     reverted = accepted(decide(state, make("revert"), ADMIN, NOW))
     assert (reverted.status, reverted.percent, reverted.testers) == (ServiceStatus.DRAFT, 0, [])
     decision = decide(state, make("release", percent=100), ADMIN, NOW)
-    assert isinstance(decision, ServiceAccepted) and decision.promote
+    assert isinstance(decision, Accepted) and decision.effects.promote
     assert (decision.state.status, decision.state.released_at) == (ServiceStatus.RELEASED, NOW)
     assert "duplicate it" in refusal(decide(decision.state, make("add_section"), ADMIN, NOW))
     assert archived(decision.state, NOW).status is ServiceStatus.ARCHIVED
@@ -154,14 +158,14 @@ def test_sections_and_programs() -> None:
 ])
 def test_title_validation(payload: dict[str, Any], expected: str) -> None:
     with pytest.raises(ParseFailure, match=expected):
-        parse("edit_title", ({"actor": "a", **payload},), SERVICE_COMMANDS)
+        parse("edit_title", ({"actor": "a", **payload},), MINI_SERVICE.commands)
 
 
 def test_testers_must_be_distinct_emails() -> None:
     for testers, problem in ((["x"], "not an email"), (["a@b.co", "a@b.co"], "unique"),
                              ([], "at least 1 item")):
         with pytest.raises(ParseFailure, match=problem):
-            parse("test", ({"actor": "a", "testers": testers},), SERVICE_COMMANDS)
+            parse("test", ({"actor": "a", "testers": testers},), MINI_SERVICE.commands)
 
 
 def test_preview_falls_back_per_field() -> None:
@@ -176,8 +180,8 @@ def test_preview_falls_back_per_field() -> None:
 
 service_commands = st.one_of(
     st.builds(lambda p: make("release", percent=p), st.integers(1, 100)),
-    st.sampled_from([make(n) for n in SERVICE_COMMANDS if n != "release"]),
-    st.builds(lambda n: make(n, actor="olly"), st.sampled_from(list(SERVICE_COMMANDS))),
+    st.sampled_from([make(n) for n in RULES if n != "release"]),
+    st.builds(lambda n: make(n, actor="olly"), st.sampled_from(list(RULES))),
 )
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mpr.domain.core.commands import Command, ParseFailure
 from mpr.domain.core.models import Role
-from mpr.domain.release.commands import COMMANDS, parse_command
+from mpr.domain.core.rules import Accepted, Rejected
 from mpr.domain.release.models import (
     AppManifest,
     CellCheck,
@@ -22,15 +22,12 @@ from mpr.domain.release.models import (
     StartInput,
     TargetAppPolicy,
 )
-from mpr.domain.release.permissions import allowed_roles
 from mpr.domain.release.rules import (
-    ALLOWED_STAGES,
-    Accepted,
-    Rejected,
+    RELEASE,
+    RULES,
     build_failed,
     build_succeeded,
     compatibility_finished,
-    decide,
     start_release,
 )
 from mpr.domain.release.stages import TERMINAL_STAGES, Stage
@@ -46,6 +43,7 @@ PACKAGE = PackageFacts(sha256="0" * 64, size_bytes=10, uncompressed_bytes=20, fi
                        artifact_path="/a.zip",
                        manifest=AppManifest(name="C", version="1.0.0", pages=["p"]))
 EVERYONE = frozenset(Role)
+decide = RELEASE.decide
 
 VALID_PAYLOADS: dict[str, dict[str, Any]] = {
     "update_config": {"config": {"basic_info": {"description": "d"}}},
@@ -64,7 +62,7 @@ VALID_PAYLOADS: dict[str, dict[str, Any]] = {
 
 
 def make(name: str, actor: str = "someone", **overrides: Any) -> Command:
-    return parse_command(name, ({"actor": actor, **VALID_PAYLOADS[name], **overrides},))
+    return RELEASE.parse(name, ({"actor": actor, **VALID_PAYLOADS[name], **overrides},))
 
 
 def state_at(stage: Stage, policy: TargetAppPolicy = ALIPAYCN, first_release: bool = False,
@@ -94,7 +92,7 @@ def refusal(decision: Any) -> str:
 
 # --- stage table -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+@pytest.mark.parametrize("name", list(RULES))
 @pytest.mark.parametrize("stage", list(Stage))
 def test_each_command_is_allowed_exactly_in_its_stages(name: str, stage: Stage) -> None:
     command = make(name)
@@ -102,49 +100,53 @@ def test_each_command_is_allowed_exactly_in_its_stages(name: str, stage: Stage) 
     decision = decide(state, command, EVERYONE, NOW)
     if stage in TERMINAL_STAGES:
         assert refusal(decision) == f"the release is {stage} and accepts no more commands"
-    elif stage in ALLOWED_STAGES[type(command)]:
+    elif stage in RULES[name].allowed_in:
         accepted(decision)
     else:
         assert f"{name} is not allowed in stage {stage}" in refusal(decision)
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+@pytest.mark.parametrize("name", list(RULES))
 @pytest.mark.parametrize("role", list(Role))
 def test_authorisation_matrix(name: str, role: Role) -> None:
     command = make(name, actor="mallory")
-    stage = next(iter(sorted(ALLOWED_STAGES[type(command)])))
+    stage = next(iter(sorted(RULES[name].allowed_in)))
     decision = decide(state_at(stage, GOPAY), command, frozenset({role}), NOW)
-    if role in allowed_roles(command):
+    if role in RULES[name].roles_for(command):
         assert not isinstance(decision, Rejected) or "not authorised" not in decision.reason
     else:
         assert refusal(decision).startswith(f"mallory is not authorised to {name}")
 
 
 def test_no_roles_means_no_command() -> None:
-    for name in COMMANDS:
-        stage = next(iter(ALLOWED_STAGES[type(make(name))]))
+    for name in RULES:
+        stage = next(iter(RULES[name].allowed_in))
         assert "has no role" in refusal(decide(state_at(stage, GOPAY), make(name), frozenset(),
                                                NOW))
+
+
+def roles_needed(command: Command) -> frozenset[Role]:
+    return RULES[RELEASE.name_of(command)].roles_for(command)
 
 
 def test_who_may_do_what_follows_the_seeds() -> None:
     build = {Role.OWNER, Role.ADMIN, Role.MASTER, Role.DEVELOPER}
     go_live = {Role.ADMIN, Role.PROGRAM_ADMIN}
     for name in ("update_config", "rebuild", "retest_compatibility", "apply_release"):
-        assert allowed_roles(make(name)) == build
+        assert roles_needed(make(name)) == build
     for name in ("start_whitelist_test", "set_grayscale", "full_release", "cancel_grayscale",
                  "reset_grayscale"):
-        assert allowed_roles(make(name)) == go_live
-    assert allowed_roles(make("approve_review", reviewer="platform")) == {Role.PLATFORM_REVIEWER}
-    assert allowed_roles(make("approve_review")) == {Role.PARTNER_REVIEWER}
-    assert Role.DEVELOPER not in allowed_roles(make("cancel_release"))
+        assert roles_needed(make(name)) == go_live
+    assert roles_needed(make("approve_review", reviewer="platform")) == {Role.PLATFORM_REVIEWER}
+    assert roles_needed(make("approve_review")) == {Role.PARTNER_REVIEWER}
+    assert Role.DEVELOPER not in roles_needed(make("cancel_release"))
 
 
 # --- the process -----------------------------------------------------------------------------
 
 def test_build_and_test_lead_to_ready_to_apply_in_production() -> None:
     state = state_at(Stage.BUILDING, pending_work="BUILD", package=None)
-    state = build_succeeded(state, PACKAGE, NOW)
+    state = build_succeeded(state, PACKAGE, NOW).state
     assert (state.stage, state.pending_work, state.package) == (
         Stage.COMPATIBILITY_TESTING, "COMPATIBILITY", PACKAGE)
     report = CompatibilityReport(report_id="r", package_sha256=PACKAGE.sha256, results=[],
@@ -164,7 +166,7 @@ def test_non_production_releases_itself_after_testing() -> None:
 
 
 def test_build_failure_keeps_the_message() -> None:
-    state = build_failed(state_at(Stage.BUILDING), "page 'x' has no file", NOW)
+    state = build_failed(state_at(Stage.BUILDING), "page 'x' has no file", NOW).state
     assert (state.stage, state.build_error, state.pending_work) == (
         Stage.BUILD_FAILED, "page 'x' has no file", None)
 
@@ -330,27 +332,27 @@ def test_cancel_release_stops_pending_work() -> None:
 ])
 def test_malformed_payloads_are_described(args: tuple[Any, ...], expected: str) -> None:
     with pytest.raises(ParseFailure) as failure:
-        parse_command("set_grayscale", args)
+        RELEASE.parse("set_grayscale", args)
     assert expected in failure.value.reason
 
 
 def test_unknown_command_names_are_refused_with_the_known_ones() -> None:
     with pytest.raises(ParseFailure) as failure:
-        parse_command("aprove_review", ({"actor": "a"},))
+        RELEASE.parse("aprove_review", ({"actor": "a"},))
     assert "unknown command 'aprove_review'; known commands: update_config" in str(failure.value)
 
 
 def test_actor_is_kept_from_malformed_payloads_for_the_audit() -> None:
     with pytest.raises(ParseFailure) as failure:
-        parse_command("set_grayscale", ({"actor": "ann", "percent": []},))
+        RELEASE.parse("set_grayscale", ({"actor": "ann", "percent": []},))
     assert failure.value.actor == "ann"
 
 
 def test_whitelist_limits() -> None:
     with pytest.raises(ParseFailure, match="user ids must be unique"):
-        parse_command("start_whitelist_test", ({"actor": "a", "user_ids": ["u", "u"]},))
+        RELEASE.parse("start_whitelist_test", ({"actor": "a", "user_ids": ["u", "u"]},))
     with pytest.raises(ParseFailure, match="at most 1000"):
-        parse_command("start_whitelist_test",
+        RELEASE.parse("start_whitelist_test",
                       ({"actor": "a", "user_ids": [f"u{i}" for i in range(1001)]},))
 
 

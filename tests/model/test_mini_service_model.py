@@ -5,6 +5,7 @@ in-flight slot and archiving around it) and by the independent reference model, 
 agree after every step; the invariants of the process are checked on the real states.
 """
 
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,12 +21,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import mpr.domain.mini_service.rules
 from mpr.domain.core.commands import Command, ParseFailure, parse
-from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+from mpr.domain.core.rules import Rejected
 from mpr.domain.mini_service.models import IN_FLIGHT, MiniServiceState, ServiceStart, ServiceStatus
-from mpr.domain.mini_service.rules import archived, decide, start_service
-from mpr.domain.release.rules import Rejected
+from mpr.domain.mini_service.rules import MINI_SERVICE, RULES, archived, start_service
 from tests.model import reference
 from tests.model.reference import Payload, ServiceModel, Version
 from tests.model.test_release_model import (
@@ -39,6 +38,9 @@ from tests.model.test_release_model import (
     roles_of,
     sent,
 )
+
+SERVICE_COMMANDS = MINI_SERVICE.commands
+decide = MINI_SERVICE.decide
 
 IMAGE = "https://cdn.example.com/carousel-1.png"
 
@@ -245,7 +247,7 @@ class ServiceRulesMachine(RuleBasedStateMachine):
         if isinstance(decision, Rejected):
             return None
         after = decision.state
-        assert decision.promote == (after.status is ServiceStatus.RELEASED)
+        assert decision.effects.promote == (after.status is ServiceStatus.RELEASED)
         # The unique index mini_service_versions_in_flight refuses a second one in flight.
         if after.status in IN_FLIGHT and any(
                 other.status in IN_FLIGHT for n, other in self.states.items() if n != version_no):
@@ -380,8 +382,9 @@ def test_a_duplicate_never_reuses_a_section_id() -> None:
 
 def test_the_machine_notices_a_broken_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     """The machine can fail: let a pilot test be edited (seed 004 says it cannot be)."""
-    allowed = mpr.domain.mini_service.rules.ALLOWED
-    monkeypatch.setitem(allowed, "edit_title", allowed["edit_title"] | {ServiceStatus.TESTING})
+    edit_title = RULES["edit_title"]
+    monkeypatch.setitem(RULES, "edit_title", dataclasses.replace(
+        edit_title, allowed_in=edit_title.allowed_in | {ServiceStatus.TESTING}))
     with pytest.raises(AssertionError, match="accepted by the rules but refused by the model"):
         run_state_machine_as_test(ServiceRulesMachine, settings=settings(
             MACHINE_SETTINGS, derandomize=True, database=None, phases=[Phase.generate],

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 
 from mpr.domain.core.commands import Command, ParseFailure
 from mpr.domain.core.models import Role
-from mpr.domain.release.commands import parse_command
+from mpr.domain.core.rules import Rejected
 from mpr.domain.release.models import (
     AppManifest,
     CompatibilityReport,
@@ -40,11 +40,10 @@ from mpr.domain.release.models import (
 )
 from mpr.domain.release.release_id import release_id
 from mpr.domain.release.rules import (
-    Rejected,
+    RELEASE,
     build_failed,
     build_succeeded,
     compatibility_finished,
-    decide,
     start_release,
 )
 from mpr.domain.release.stages import CHANNEL_HOLDING_STAGES, Stage
@@ -359,7 +358,7 @@ PACKAGE = PackageFacts(sha256="ab" * 32, size_bytes=10, uncompressed_bytes=20, f
                        manifest=AppManifest(name="Coffee", version="1.0.0", pages=["p"]))
 MAX_RELEASES = 3
 # Every well-formed command from someone holding its role, parsed once.
-PROBES = [(name, payload, parse_command(name, ({"actor": first_holding(needed_roles(
+PROBES = [(name, payload, RELEASE.parse(name, ({"actor": first_holding(needed_roles(
     name, payload)), **payload},))) for name, payloads in sorted(RELEASE_PAYLOADS.items())
           for payload in payloads]
 # Whether a release starts with a name in its basic information (apply_release needs one).
@@ -439,7 +438,7 @@ class ReleaseRulesMachine(RuleBasedStateMachine):
         state, now = self.states[release], self._now()
         if state.pending_work is Work.BUILD:
             state = (build_failed(state, "page 'x' has no file", now) if build_fails
-                     else build_succeeded(state, PACKAGE, now))
+                     else build_succeeded(state, PACKAGE, now)).state
         else:
             report = CompatibilityReport(report_id="r", package_sha256=PACKAGE.sha256,
                                          results=[], created_at=now)
@@ -456,7 +455,7 @@ class ReleaseRulesMachine(RuleBasedStateMachine):
         before = self.states[release]
         dump = before.model_dump()
         try:
-            parsed = parse_command(command.name, command.args)
+            parsed = RELEASE.parse(command.name, command.args)
         except ParseFailure:
             after = None
         else:
@@ -477,7 +476,7 @@ class ReleaseRulesMachine(RuleBasedStateMachine):
                           now: datetime) -> ReleaseState | None:
         """What MiniProgramRelease._apply_command makes of a parsed command: the release's
         next state, or None when the rules or the catalog's channel hold refuse it."""
-        decision = decide(self.states[release], command, roles_of(command.actor), now)
+        decision = RELEASE.decide(self.states[release], command, roles_of(command.actor), now)
         if isinstance(decision, Rejected):
             return None
         after = decision.state
@@ -580,7 +579,7 @@ def test_the_generators_tell_the_model_the_truth() -> None:
     """Well-formed payloads parse and malformed ones do not: the model takes it on trust."""
     for name, payloads in RELEASE_PAYLOADS.items():
         for payload in payloads:
-            parse_command(name, ({"actor": "alice", **payload},))
+            RELEASE.parse(name, ({"actor": "alice", **payload},))
     for name, args in MALFORMED_RELEASE_COMMANDS:
         with pytest.raises(ParseFailure):
-            parse_command(name, args)
+            RELEASE.parse(name, args)

@@ -21,8 +21,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from mpr.domain.release.commands import COMMANDS
 from mpr.domain.release.release_id import release_id
+from mpr.domain.release.rules import RELEASE
 from tests.model import reference
 from tests.model.reference import Payload, ReleaseModel, merge_config
 from tests.model.test_release_model import (
@@ -158,7 +158,7 @@ class Run:
     async def _deliver(self, handle: WorkflowHandle[Any, Any], command: Sent) -> bool:
         if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
             return False  # it ended at RELEASED or CANCELED: nothing reaches it any more
-        if command.name not in COMMANDS:
+        if command.name not in RELEASE.rules:
             # No update handler by that name: as a signal it is recorded as a refusal.
             count = (await handle.query("status"))["audit_count"]
             await handle.signal(command.name, *command.args)

@@ -10,8 +10,9 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
+from mpr.domain.core.ledger import Carried, Ledger
 from mpr.domain.core.models import Role
-from mpr.domain.release.models import ReleaseContext, StartInput
+from mpr.domain.release.models import AuditEntry, ReleaseContext, StartInput
 from mpr.domain.release.release_id import release_id
 from mpr.domain.release.rules import start_release
 from mpr.domain.release.stages import Stage
@@ -333,9 +334,10 @@ async def test_continued_run_resumes_from_carried_state(
                              request.environment)
     context = ReleaseContext(policy=POLICIES["alipaycn"], first_release=True,
                              previous_stable_version=None)
-    carried = start_release(workflow_id, request, context, datetime.now(UTC)).model_copy(
-        update={"stage": Stage.GRAYSCALE, "percent": 2, "pending_work": None, "audit_count": 41}
+    state = start_release(workflow_id, request, context, datetime.now(UTC)).model_copy(
+        update={"stage": Stage.GRAYSCALE, "percent": 2, "pending_work": None}
     )
+    carried = Carried(state=state, ledger=Ledger[AuditEntry](count=41))
     handle = await releases.client.start_workflow(
         "MiniProgramRelease", args=[request.model_dump(mode="json"), carried], id=workflow_id,
         task_queue=releases.task_queue,

@@ -1,11 +1,10 @@
-"""Operator commands on a mini service version and who may send them."""
+"""Operator commands on a mini service version: their payloads."""
 
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, HttpUrl, model_validator
 
 from mpr.domain.core.commands import Command
-from mpr.domain.core.models import Role
 from mpr.domain.mini_service.models import (
     MAX_IMAGES,
     MAX_PROGRAMS_PER_SECTION,
@@ -98,32 +97,3 @@ class Release(Command):
 
 class Delete(Command):
     pass
-
-
-EDITS: dict[str, type[Command]] = {
-    "edit_title": EditTitle,
-    "add_section": AddSection,
-    "edit_section": EditSection,
-    "move_section": MoveSection,
-    "delete_section": DeleteSection,
-    "add_mini_program": AddMiniProgram,
-    "remove_mini_program": RemoveMiniProgram,
-    "move_mini_program": MoveMiniProgram,
-}
-SERVICE_COMMANDS: dict[str, type[Command]] = {
-    **EDITS,
-    "test": StartTest,
-    "retest": Retest,
-    "revert": Revert,
-    "release": Release,
-    "delete": Delete,
-}
-SERVICE_COMMAND_NAMES = {cls: name for name, cls in SERVICE_COMMANDS.items()}
-
-OPERATORS = frozenset({Role.SERVICE_OPERATOR, Role.SERVICE_ADMIN})
-# Putting a page in front of every user of the super app is for its admins only.
-ADMINS = frozenset({Role.SERVICE_ADMIN})
-
-
-def service_roles_needed(command: Command) -> frozenset[Role]:
-    return ADMINS if isinstance(command, Release) else OPERATORS

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from mpr.domain.core.ledger import Ledger
 from mpr.domain.core.models import IDENTIFIER, LastRejection, Strict
 
 MAX_TESTERS = 200
@@ -113,9 +114,6 @@ class MiniServiceContent(BaseModel):
         return cls(title=Title(default_language="en", texts={"en": "Mini Services"}),
                    sections=list(DEFAULT_SECTIONS))
 
-    def section(self, section_id: str) -> Section | None:
-        return next((s for s in self.sections if s.section_id == section_id), None)
-
 
 class ServiceStart(Strict):
     """What starts a mini service version (the catalog allocated `version_no`)."""
@@ -155,8 +153,12 @@ class ServiceAuditEntry(BaseModel):
     at: datetime
 
 
+ServiceLedger = Ledger[ServiceAuditEntry]
+
+
 class MiniServiceState(BaseModel):
-    """Everything a mini service version knows; carried whole across continue-as-new."""
+    """Everything a mini service version knows; carried across continue-as-new beside its
+    ledger."""
 
     super_app: str
     version_no: int
@@ -171,11 +173,9 @@ class MiniServiceState(BaseModel):
     deleted_sections: list[str] = []
     removed_programs: list[str] = []
     """'section_id/mini_program_id' pairs removed in this version: they cannot come back."""
-    last_rejection: LastRejection | None = None
     history: list[ServiceVersionSummary] = []
+    """The super app's versions as of `history_as_of`, the last catalog write."""
     history_as_of: datetime | None = None
-    audit: list[ServiceAuditEntry] = []
-    audit_count: int = 0
     created_at: datetime
     updated_at: datetime
     status_changed_at: datetime
@@ -185,7 +185,7 @@ class MiniServiceState(BaseModel):
     def workflow_id(self) -> str:
         return mini_service_id(self.super_app, self.version_no)
 
-    def status_view(self) -> "MiniServiceStatus":
+    def status_view(self, ledger: "ServiceLedger") -> "MiniServiceStatus":
         return MiniServiceStatus(
             workflow_id=self.workflow_id,
             super_app=self.super_app,
@@ -198,8 +198,8 @@ class MiniServiceState(BaseModel):
             mini_programs=sum(len(s.mini_program_ids) for s in self.content.sections),
             created_by=self.created_by,
             duplicated_from=self.duplicated_from,
-            last_rejection=self.last_rejection,
-            audit_count=self.audit_count,
+            last_rejection=ledger.last_rejection,
+            audit_count=ledger.count,
             created_at=self.created_at,
             updated_at=self.updated_at,
             status_changed_at=self.status_changed_at,
@@ -323,6 +323,9 @@ class ServiceTransitionResult(BaseModel):
     """The version this promotion archived."""
     history: list[ServiceVersionSummary] = []
     """The super app's versions after this write, newest first."""
+
+    def refusal(self) -> str:
+        return self.reason or "the catalog refused the change"
 
 
 class ServiceRolesRequest(BaseModel):

@@ -1,19 +1,28 @@
 """The mini service rules (seed 004): edit a DRAFT, pilot-test it, roll it out, archive it.
 
-`decide` accepts a command with the next state, or refuses it with a reason; it never
-changes the state it is given.
+The statuses, and the commands that move a version between them:
+
+    DRAFT --test--> TESTING --release N%--> RELEASING --release 100%--> RELEASED
+      ^  |            |  ^ retest              |                          |
+      |  +--delete--> DELETED                  |             (a newer version released)
+      +----revert-----+------------revert------+                          v
+                                                                       ARCHIVED
+
+Only a DRAFT can be edited (title, sections, mini programs); a release at 100% archives the
+version released before. ARCHIVED and DELETED are final. `RULES` below is the whole table of
+who may send what where; `MINI_SERVICE.decide` never changes the state it is given.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from mpr.domain.core.commands import Command
 from mpr.domain.core.models import Role
+from mpr.domain.core.rules import Accepted, Lifecycle, Rejected, Rule
 from mpr.domain.mini_service.commands import (
-    EDITS,
-    SERVICE_COMMAND_NAMES,
     AddMiniProgram,
     AddSection,
     Delete,
@@ -27,7 +36,6 @@ from mpr.domain.mini_service.commands import (
     Retest,
     Revert,
     StartTest,
-    service_roles_needed,
 )
 from mpr.domain.mini_service.models import (
     FINAL_STATUSES,
@@ -40,27 +48,28 @@ from mpr.domain.mini_service.models import (
     ServiceStart,
     ServiceStatus,
 )
-from mpr.domain.release.rules import Rejected
 
 SECTION_NUMBER = re.compile(r"section-(\d+)")
 
 
 @dataclass(frozen=True)
-class ServiceAccepted:
-    state: MiniServiceState
+class ServiceEffects:
     promote: bool = False
     """The version became RELEASED: the catalog archives the one released before."""
 
 
-ServiceDecision = ServiceAccepted | Rejected
+Decision = Accepted[MiniServiceState, ServiceEffects] | Rejected
 
-ALLOWED: dict[str, frozenset[ServiceStatus]] = {
-    **{name: frozenset({ServiceStatus.DRAFT}) for name in EDITS},
-    "test": frozenset({ServiceStatus.DRAFT}),
-    "retest": frozenset({ServiceStatus.TESTING}),
-    "revert": frozenset({ServiceStatus.TESTING, ServiceStatus.RELEASING}),
-    "release": frozenset({ServiceStatus.TESTING, ServiceStatus.RELEASING}),
-    "delete": frozenset({ServiceStatus.DRAFT}),
+OPERATORS = frozenset({Role.SERVICE_OPERATOR, Role.SERVICE_ADMIN})
+# Putting a page in front of every user of the super app is for its admins only.
+ADMINS = frozenset({Role.SERVICE_ADMIN})
+DRAFT = frozenset({ServiceStatus.DRAFT})
+PILOT_OR_ROLLOUT = frozenset({ServiceStatus.TESTING, ServiceStatus.RELEASING})
+# A refused edit says what to do instead.
+EDIT_HINTS = {
+    ServiceStatus.TESTING: "only a DRAFT can be edited: revert it to DRAFT to edit",
+    ServiceStatus.RELEASING: "only a DRAFT can be edited: revert it to DRAFT to edit",
+    ServiceStatus.RELEASED: "only a DRAFT can be edited: duplicate it to make a new version",
 }
 
 
@@ -90,40 +99,20 @@ def start_service(request: ServiceStart, ladder: list[int], now: datetime) -> Mi
     )
 
 
-def decide(
-    state: MiniServiceState, command: Command, roles: frozenset[Role], now: datetime
-) -> ServiceDecision:
-    name = SERVICE_COMMAND_NAMES[type(command)]
-    if state.status in FINAL_STATUSES:
-        return Rejected(f"mini service version {state.version_no} is {state.status} "
-                        "and accepts no more commands")
-    needed = service_roles_needed(command)
-    if not roles & needed:
-        return Rejected(
-            f"{command.actor} is not authorised to {name} the {state.super_app} mini service: "
-            f"needs {' or '.join(sorted(needed))} for {state.super_app}"
-        )
-    if state.status not in ALLOWED[name]:
-        return Rejected(_wrong_status(state, name))
-    match command:
-        case EditTitle():
-            return _edited(state, now, state.content.model_copy(update={"title": command.title}))
-        case AddSection():
-            return _add_section(state, command, now)
-        case EditSection() | MoveSection() | DeleteSection():
-            return _change_section(state, command, now)
-        case AddMiniProgram() | RemoveMiniProgram() | MoveMiniProgram():
-            return _change_programs(state, command, now)
-        case StartTest() | Retest():
-            return ServiceAccepted(_moved(state, ServiceStatus.TESTING, now,
-                                          testers=list(command.testers)))
-        case Revert():
-            return ServiceAccepted(_moved(state, ServiceStatus.DRAFT, now, percent=0, testers=[]))
-        case Release():
-            return _release(state, command, now)
-        case Delete():
-            return ServiceAccepted(_moved(state, ServiceStatus.DELETED, now))
-    raise AssertionError(f"no rule for {name}")  # pragma: no cover - every command has a case
+def _edit_title(state: MiniServiceState, command: EditTitle, now: datetime) -> Decision:
+    return _edited(state, now, state.content.model_copy(update={"title": command.title}))
+
+
+def _start_test(state: MiniServiceState, command: StartTest | Retest, now: datetime) -> Decision:
+    return _accepted(_moved(state, ServiceStatus.TESTING, now, testers=list(command.testers)))
+
+
+def _revert(state: MiniServiceState, command: Revert, now: datetime) -> Decision:
+    return _accepted(_moved(state, ServiceStatus.DRAFT, now, percent=0, testers=[]))
+
+
+def _delete(state: MiniServiceState, command: Delete, now: datetime) -> Decision:
+    return _accepted(_moved(state, ServiceStatus.DELETED, now))
 
 
 def archived(state: MiniServiceState, now: datetime) -> MiniServiceState:
@@ -131,19 +120,7 @@ def archived(state: MiniServiceState, now: datetime) -> MiniServiceState:
     return _moved(state, ServiceStatus.ARCHIVED, now, percent=0)
 
 
-def _wrong_status(state: MiniServiceState, name: str) -> str:
-    if name in EDITS:
-        hint = {
-            ServiceStatus.TESTING: "; revert it to DRAFT to edit",
-            ServiceStatus.RELEASING: "; revert it to DRAFT to edit",
-            ServiceStatus.RELEASED: "; duplicate it to make a new version",
-        }.get(state.status, "")
-        return f"only a DRAFT can be edited: version {state.version_no} is {state.status}{hint}"
-    allowed = ", ".join(sorted(ALLOWED[name]))
-    return f"{name} is not allowed in status {state.status} (allowed in: {allowed})"
-
-
-def _add_section(state: MiniServiceState, command: AddSection, now: datetime) -> ServiceDecision:
+def _add_section(state: MiniServiceState, command: AddSection, now: datetime) -> Decision:
     sections = state.content.sections
     if len(sections) >= MAX_SECTIONS:
         return Rejected(f"a mini service has at most {MAX_SECTIONS} sections")
@@ -159,7 +136,7 @@ def _add_section(state: MiniServiceState, command: AddSection, now: datetime) ->
 
 def _change_section(
     state: MiniServiceState, command: EditSection | MoveSection | DeleteSection, now: datetime
-) -> ServiceDecision:
+) -> Decision:
     found = _find_section(state, command.section_id)
     if isinstance(found, Rejected):
         return found
@@ -199,7 +176,7 @@ def _change_programs(
     state: MiniServiceState,
     command: AddMiniProgram | RemoveMiniProgram | MoveMiniProgram,
     now: datetime,
-) -> ServiceDecision:
+) -> Decision:
     found = _find_section(state, command.section_id)
     if isinstance(found, Rejected):
         return found
@@ -215,7 +192,7 @@ def _change_programs(
         case AddMiniProgram():
             if key in removed:
                 return Rejected(f"{program} was deleted from {section.section_id} and cannot "
-                                "be brought back in this version (seed 004)")
+                                "be brought back in this version")
             if program in programs:
                 return Rejected(f"{program} is already in {section.section_id}")
             if len(programs) >= MAX_PROGRAMS_PER_SECTION:
@@ -240,7 +217,7 @@ def _change_programs(
                    removed_programs=removed)
 
 
-def _release(state: MiniServiceState, command: Release, now: datetime) -> ServiceDecision:
+def _release(state: MiniServiceState, command: Release, now: datetime) -> Decision:
     if command.percent not in state.ladder:
         steps = ", ".join(f"{p}%" for p in state.ladder)
         return Rejected(f"{command.percent}% is not on {state.super_app}'s grayscale ladder "
@@ -249,11 +226,11 @@ def _release(state: MiniServiceState, command: Release, now: datetime) -> Servic
         return Rejected(f"the release only increases: currently {state.percent}%, "
                         f"asked {command.percent}% (revert starts over)")
     if command.percent == 100:
-        return ServiceAccepted(
+        return _accepted(
             _moved(state, ServiceStatus.RELEASED, now, percent=100, released_at=now),
-            promote=True,
+            ServiceEffects(promote=True),
         )
-    return ServiceAccepted(_moved(state, ServiceStatus.RELEASING, now, percent=command.percent))
+    return _accepted(_moved(state, ServiceStatus.RELEASING, now, percent=command.percent))
 
 
 def _find_section(state: MiniServiceState, section_id: str) -> tuple[int, Section] | Rejected:
@@ -261,18 +238,58 @@ def _find_section(state: MiniServiceState, section_id: str) -> tuple[int, Sectio
         if section.section_id == section_id:
             return index, section
     if section_id in state.deleted_sections:
-        return Rejected(f"section {section_id} was deleted and cannot be brought back (seed 004)")
+        return Rejected(f"section {section_id} was deleted and cannot be brought back")
     known = ", ".join(s.section_id for s in state.content.sections)
     return Rejected(f"no section {section_id!r} (sections: {known})")
 
 
 def _edited(state: MiniServiceState, now: datetime, content: MiniServiceContent,
-            **changes: Any) -> ServiceAccepted:
-    return ServiceAccepted(state.model_copy(update={"content": content, "updated_at": now,
-                                                    **changes}))
+            **changes: Any) -> Decision:
+    return _accepted(state.model_copy(update={"content": content, "updated_at": now,
+                                              **changes}))
+
+
+def _accepted(
+    state: MiniServiceState, effects: ServiceEffects | None = None
+) -> Accepted[MiniServiceState, ServiceEffects]:
+    return Accepted(state, effects or ServiceEffects())
 
 
 def _moved(state: MiniServiceState, status: ServiceStatus, now: datetime,
            **changes: Any) -> MiniServiceState:
     return state.model_copy(update={"status": status, "status_changed_at": now,
                                     "updated_at": now, **changes})
+
+
+def _edit(
+    payload: type[Command], apply: Callable[[MiniServiceState, Any, datetime], Decision]
+) -> Rule[MiniServiceState, ServiceEffects, ServiceStatus]:
+    """Content edits: DRAFT only, by the super app's operators."""
+    return Rule(payload, DRAFT, OPERATORS, apply, hints=EDIT_HINTS)
+
+
+RULES: dict[str, Rule[MiniServiceState, ServiceEffects, ServiceStatus]] = {
+    "edit_title": _edit(EditTitle, _edit_title),
+    "add_section": _edit(AddSection, _add_section),
+    "edit_section": _edit(EditSection, _change_section),
+    "move_section": _edit(MoveSection, _change_section),
+    "delete_section": _edit(DeleteSection, _change_section),
+    "add_mini_program": _edit(AddMiniProgram, _change_programs),
+    "remove_mini_program": _edit(RemoveMiniProgram, _change_programs),
+    "move_mini_program": _edit(MoveMiniProgram, _change_programs),
+    "test": Rule(StartTest, DRAFT, OPERATORS, _start_test),
+    "retest": Rule(Retest, frozenset({ServiceStatus.TESTING}), OPERATORS, _start_test),
+    "revert": Rule(Revert, PILOT_OR_ROLLOUT, OPERATORS, _revert),
+    "release": Rule(Release, PILOT_OR_ROLLOUT, ADMINS, _release),
+    "delete": Rule(Delete, DRAFT, OPERATORS, _delete),
+}
+
+MINI_SERVICE: Lifecycle[MiniServiceState, ServiceEffects, ServiceStatus] = Lifecycle(
+    rules=RULES,
+    stages=ServiceStatus,
+    finished=FINAL_STATUSES,
+    stage_of=lambda state: state.status,
+    subject=lambda state: f"mini service version {state.version_no}",
+    scope=lambda state: f" on the {state.super_app} mini service",
+    stage_word="status",
+)

@@ -1,10 +1,8 @@
 """Operator commands on a release: their payloads."""
 
-from typing import Any
-
 from pydantic import Field, field_validator
 
-from mpr.domain.core.commands import Command, parse
+from mpr.domain.core.commands import Command
 from mpr.domain.core.models import UserId
 from mpr.domain.release.models import (
     MAX_WHITELIST_USERS,
@@ -72,30 +70,3 @@ class ResetGrayscale(Command):
 
 class CancelRelease(Command):
     reason: str | None = Field(default=None, max_length=2000)
-
-
-COMMANDS: dict[str, type[Command]] = {
-    "update_config": UpdateConfig,
-    "rebuild": Rebuild,
-    "retest_compatibility": RetestCompatibility,
-    "apply_release": ApplyRelease,
-    "approve_review": ApproveReview,
-    "reject_review": RejectReview,
-    "start_whitelist_test": StartWhitelistTest,
-    "set_grayscale": SetGrayscale,
-    "full_release": FullRelease,
-    "cancel_grayscale": CancelGrayscale,
-    "reset_grayscale": ResetGrayscale,
-    "cancel_release": CancelRelease,
-}
-
-COMMAND_NAMES: dict[type[Command], str] = {cls: name for name, cls in COMMANDS.items()}
-
-
-def command_name(command: Command) -> str:
-    return COMMAND_NAMES[type(command)]
-
-
-def parse_command(name: str, args: tuple[Any, ...] | list[Any]) -> Command:
-    """Turn the raw arguments of a signal or update into a release command."""
-    return parse(name, args, COMMANDS)

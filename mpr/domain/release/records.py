@@ -88,3 +88,6 @@ class TransitionResult(BaseModel):
     """The release that holds the channel between UNDER_REVIEW and GRAYSCALE."""
     reason: str | None = None
     """Why the transition did not happen, as recorded in the audit row."""
+
+    def refusal(self) -> str:
+        return self.reason or f"the catalog refused the change (held by {self.blocked_by})"

@@ -1,15 +1,34 @@
 """The release rules: given a state and a command, accept (with the next state) or refuse.
 
-Pure functions only. The workflow asks `decide`, then carries out the decision's effects
-(catalog writes, builds, tests); nothing here touches the outside world.
+Pure functions only. The workflow asks `RELEASE.decide`, then carries out the decision's
+effects (catalog writes, builds, tests); nothing here touches the outside world.
+
+The stages, and the commands (c) or finished work (w) that move a release between them:
+
+    BUILDING --w: build succeeded--> COMPATIBILITY_TESTING --w: tested--> READY_TO_APPLY
+       |  ^                                   (other environments: straight to RELEASED)
+       |  +--c: rebuild-- BUILD_FAILED <--w: build failed--+
+       |                                                        READY_TO_APPLY / REJECTED
+       |                                       --c: apply_release--> UNDER_REVIEW
+    UNDER_REVIEW --c: approve_review (every required reviewer)--> RELEASE_PREPARATION
+    UNDER_REVIEW --c: reject_review--> REJECTED --c: apply_release / rebuild / retest-->
+    RELEASE_PREPARATION --c: start_whitelist_test--> WHITELIST_TESTING
+    RELEASE_PREPARATION / WHITELIST_TESTING --c: set_grayscale N%--> GRAYSCALE (N < 100)
+    GRAYSCALE --c: set_grayscale (higher)--> GRAYSCALE;  --c: reset_grayscale--> RELEASE_PREPARATION
+    RELEASE_PREPARATION / WHITELIST_TESTING / GRAYSCALE --c: full_release, set_grayscale 100-->
+        RELEASED (the previous stable version is archived)
+    GRAYSCALE --c: cancel_grayscale--> CANCELED;   any unfinished stage --c: cancel_release-->
+        CANCELED
+
+RELEASED and CANCELED are final. `RULES` below is the whole table of who may send what where.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mpr.domain.core.commands import Command
 from mpr.domain.core.models import Role
+from mpr.domain.core.rules import Accepted, Lifecycle, Rejected, Rule
 from mpr.domain.release.commands import (
     ApplyRelease,
     ApproveReview,
@@ -23,7 +42,6 @@ from mpr.domain.release.commands import (
     SetGrayscale,
     StartWhitelistTest,
     UpdateConfig,
-    command_name,
 )
 from mpr.domain.release.models import (
     Approval,
@@ -35,10 +53,10 @@ from mpr.domain.release.models import (
     PackageFacts,
     ReleaseConfig,
     ReleaseContext,
+    Reviewer,
     ReviewOutcome,
     StartInput,
 )
-from mpr.domain.release.permissions import authorisation_failure
 from mpr.domain.release.stages import (
     BASIC_INFO_ONLY_STAGES,
     CHANNEL_HOLDING_STAGES,
@@ -57,40 +75,40 @@ class Effects:
     write_rollout: bool = False
     promote: bool = False
     cancel_work: bool = False
+    package: PackageFacts | None = None
+    """A build finished: record the package."""
+    report: CompatibilityReport | None = None
+    """Compatibility testing finished: record the report."""
 
 
-@dataclass(frozen=True)
-class Accepted:
-    state: ReleaseState
-    effects: Effects = field(default_factory=Effects)
-    note: str | None = None
-    """Something the operator should know although the command was accepted."""
+Decision = Accepted[ReleaseState, Effects] | Rejected
 
 
-@dataclass(frozen=True)
-class Rejected:
-    reason: str
+def accepted(
+    state: ReleaseState, effects: Effects | None = None, note: str | None = None
+) -> Accepted[ReleaseState, Effects]:
+    return Accepted(state, effects or Effects(), note)
 
-
-Decision = Accepted | Rejected
 
 BEFORE_REVIEW = frozenset({Stage.BUILD_FAILED, Stage.READY_TO_APPLY, Stage.REJECTED})
 GO_LIVE_STAGES = frozenset({Stage.RELEASE_PREPARATION, Stage.WHITELIST_TESTING, Stage.GRAYSCALE})
+UNFINISHED = frozenset(Stage) - TERMINAL_STAGES
 
-ALLOWED_STAGES: dict[type[Command], frozenset[Stage]] = {
-    UpdateConfig: BEFORE_REVIEW | BASIC_INFO_ONLY_STAGES,
-    Rebuild: BEFORE_REVIEW,
-    RetestCompatibility: frozenset({Stage.READY_TO_APPLY, Stage.REJECTED}),
-    ApplyRelease: frozenset({Stage.READY_TO_APPLY, Stage.REJECTED}),
-    ApproveReview: frozenset({Stage.UNDER_REVIEW}),
-    RejectReview: frozenset({Stage.UNDER_REVIEW}),
-    StartWhitelistTest: frozenset({Stage.RELEASE_PREPARATION, Stage.WHITELIST_TESTING}),
-    SetGrayscale: GO_LIVE_STAGES,
-    FullRelease: GO_LIVE_STAGES,
-    CancelGrayscale: frozenset({Stage.GRAYSCALE}),
-    ResetGrayscale: frozenset({Stage.GRAYSCALE}),
-    CancelRelease: frozenset(Stage) - TERMINAL_STAGES,
+# Seed 000: "the owner, masters, and developers have permission to proceed with the release".
+BUILD_AND_APPLY = frozenset({Role.OWNER, Role.ADMIN, Role.MASTER, Role.DEVELOPER})
+# Seed 001: "Workspace admin ... or Admin for the mini program you want to release".
+GO_LIVE = frozenset({Role.ADMIN, Role.PROGRAM_ADMIN})
+# Withdrawing a release is for those who lead it, not for every developer.
+CANCEL = frozenset({Role.OWNER, Role.ADMIN, Role.MASTER, Role.PROGRAM_ADMIN})
+REVIEWER_ROLE = {
+    Reviewer.PLATFORM: Role.PLATFORM_REVIEWER,
+    Reviewer.PARTNER_APP: Role.PARTNER_REVIEWER,
 }
+
+
+def reviewer_of(command: ApproveReview | RejectReview) -> frozenset[Role]:
+    """A review is sent for one organisation, by that organisation's reviewers."""
+    return frozenset({REVIEWER_ROLE[command.reviewer]})
 
 
 def start_release(
@@ -112,85 +130,87 @@ def start_release(
     )
 
 
-def decide(
-    state: ReleaseState, command: Command, roles: frozenset[Role], now: datetime
-) -> Decision:
-    name = command_name(command)
-    if state.stage in TERMINAL_STAGES:
-        return Rejected(f"the release is {state.stage} and accepts no more commands")
-    refusal = authorisation_failure(command, roles)
-    if refusal:
-        return Rejected(refusal)
-    allowed = ALLOWED_STAGES[type(command)]
-    if state.stage not in allowed:
-        listed = ", ".join(stage for stage in Stage if stage in allowed)
-        return Rejected(f"{name} is not allowed in stage {state.stage} (allowed in: {listed})")
-    match command:
-        case UpdateConfig():
-            return _update_config(state, command, now)
-        case Rebuild():
-            source = command.source or state.source
-            return Accepted(
-                _moved(state, Stage.BUILDING, now, pending_work=Work.BUILD, source=source,
-                       package=None, compatibility=None, build_error=None)
-            )
-        case RetestCompatibility():
-            return Accepted(
-                _moved(state, Stage.COMPATIBILITY_TESTING, now,
-                       pending_work=Work.COMPATIBILITY, compatibility=None)
-            )
-        case ApplyRelease():
-            return _apply_release(state, command, now)
-        case ApproveReview():
-            return _approve(state, command, now)
-        case RejectReview():
-            return _reject(state, command, now)
-        case StartWhitelistTest():
-            return _start_whitelist_test(state, command, now)
-        case SetGrayscale():
-            return _set_grayscale(state, command, now)
-        case FullRelease():
-            return _release(state, now)
-        case CancelGrayscale():
-            return Accepted(
-                _moved(state, Stage.CANCELED, now,
-                       cancel_reason=command.reason or "grayscale canceled"),
-                Effects(write_rollout=True),
-            )
-        case ResetGrayscale():
-            return Accepted(
-                _moved(state, Stage.RELEASE_PREPARATION, now, percent=0, whitelist=[]),
-                Effects(write_rollout=True),
-            )
-        case CancelRelease():
-            return Accepted(
-                _moved(state, Stage.CANCELED, now, pending_work=None,
-                       cancel_reason=command.reason or "release canceled"),
-                Effects(
-                    write_rollout=state.stage in CHANNEL_HOLDING_STAGES,
-                    cancel_work=state.pending_work is not None,
-                ),
-            )
-    raise AssertionError(f"no rule for {name}")  # pragma: no cover - every command has a case
+def _rebuild(state: ReleaseState, command: Rebuild, now: datetime) -> Decision:
+    return accepted(
+        _moved(state, Stage.BUILDING, now, pending_work=Work.BUILD,
+               source=command.source or state.source, package=None, compatibility=None,
+               build_error=None)
+    )
 
 
-def build_succeeded(state: ReleaseState, package: PackageFacts, now: datetime) -> ReleaseState:
-    return _moved(state, Stage.COMPATIBILITY_TESTING, now, pending_work=Work.COMPATIBILITY,
-                  package=package, build_error=None)
+def _retest(state: ReleaseState, command: RetestCompatibility, now: datetime) -> Decision:
+    return accepted(
+        _moved(state, Stage.COMPATIBILITY_TESTING, now, pending_work=Work.COMPATIBILITY,
+               compatibility=None)
+    )
 
 
-def build_failed(state: ReleaseState, error: str, now: datetime) -> ReleaseState:
-    return _moved(state, Stage.BUILD_FAILED, now, pending_work=None, build_error=error)
+def _full_release(state: ReleaseState, command: FullRelease, now: datetime) -> Decision:
+    return _release(state, now)
+
+
+def _cancel_grayscale(state: ReleaseState, command: CancelGrayscale, now: datetime) -> Decision:
+    return accepted(
+        _moved(state, Stage.CANCELED, now, cancel_reason=command.reason or "grayscale canceled"),
+        Effects(write_rollout=True),
+    )
+
+
+def _reset_grayscale(state: ReleaseState, command: ResetGrayscale, now: datetime) -> Decision:
+    return accepted(
+        _moved(state, Stage.RELEASE_PREPARATION, now, percent=0, whitelist=[]),
+        Effects(write_rollout=True),
+    )
+
+
+def _cancel_release(state: ReleaseState, command: CancelRelease, now: datetime) -> Decision:
+    return accepted(
+        _moved(state, Stage.CANCELED, now, pending_work=None,
+               cancel_reason=command.reason or "release canceled"),
+        Effects(write_rollout=state.stage in CHANNEL_HOLDING_STAGES,
+                cancel_work=state.pending_work is not None),
+    )
+
+
+def build_succeeded(
+    state: ReleaseState, package: PackageFacts, now: datetime
+) -> Accepted[ReleaseState, Effects]:
+    return accepted(
+        _moved(state, Stage.COMPATIBILITY_TESTING, now, pending_work=Work.COMPATIBILITY,
+               package=package, build_error=None),
+        Effects(package=package),
+    )
+
+
+def build_failed(state: ReleaseState, error: str, now: datetime) -> Accepted[ReleaseState, Effects]:
+    return accepted(_moved(state, Stage.BUILD_FAILED, now, pending_work=None, build_error=error),
+                    note=error)
 
 
 def compatibility_finished(
     state: ReleaseState, report: CompatibilityReport, now: datetime
-) -> Accepted:
+) -> Accepted[ReleaseState, Effects]:
     """Production releases wait for an apply; other environments release on their own (seed 001)."""
+    summary = report.summary()
+    note = (f"{summary.cells} cells: {summary.passed} passed, {summary.warned} warned, "
+            f"{summary.failed} failed")
     tested = state.model_copy(update={"compatibility": report})
     if state.request.environment is Environment.PRODUCTION:
-        return Accepted(_moved(tested, Stage.READY_TO_APPLY, now, pending_work=None))
-    return _release(tested, now)
+        return accepted(_moved(tested, Stage.READY_TO_APPLY, now, pending_work=None),
+                        Effects(report=report), note)
+    released = _release(tested, now)
+    return accepted(released.state, Effects(promote=True, report=report), note)
+
+
+def workflow_canceled(state: ReleaseState, now: datetime) -> Accepted[ReleaseState, Effects] | None:
+    """`temporal workflow cancel` means the same as cancel_release, sent by the system."""
+    if state.stage in TERMINAL_STAGES:
+        return None
+    return accepted(
+        _moved(state, Stage.CANCELED, now, pending_work=None,
+               cancel_reason="workflow cancellation requested"),
+        Effects(write_rollout=True),
+    )
 
 
 def apply_config_patch(config: ReleaseConfig, patch: ConfigPatch) -> ReleaseConfig:
@@ -225,7 +245,7 @@ def _update_config(state: ReleaseState, command: UpdateConfig, now: datetime) ->
         config = apply_config_patch(state.config, patch)
     except ValueError as error:
         return Rejected(str(error))
-    return Accepted(_changed(state, now, config=config))
+    return accepted(_changed(state, now, config=config))
 
 
 def _apply_release(state: ReleaseState, command: ApplyRelease, now: datetime) -> Decision:
@@ -248,7 +268,7 @@ def _apply_release(state: ReleaseState, command: ApplyRelease, now: datetime) ->
             f"applied with {summary.failed} failing compatibility cell(s): "
             + " | ".join(summary.failing_cells)
         )
-    return Accepted(
+    return accepted(
         _moved(state, Stage.UNDER_REVIEW, now, config=config,
                review_round=state.review_round + 1, approvals={}, review_rejection=None),
         Effects(open_review_round=True),
@@ -276,7 +296,7 @@ def _approve(state: ReleaseState, command: ApproveReview, now: datetime) -> Deci
         next_state = _moved(state, Stage.RELEASE_PREPARATION, now, approvals=approvals)
     else:
         next_state = _changed(state, now, approvals=approvals)
-    return Accepted(next_state, Effects(review=outcome))
+    return accepted(next_state, Effects(review=outcome))
 
 
 def _reject(state: ReleaseState, command: RejectReview, now: datetime) -> Decision:
@@ -286,7 +306,7 @@ def _reject(state: ReleaseState, command: RejectReview, now: datetime) -> Decisi
                                 reason=command.reason, at=now)
     outcome = ReviewOutcome(round=state.review_round, reviewer=command.reviewer, approved=False,
                             actor=command.actor, comment=command.reason)
-    return Accepted(
+    return accepted(
         _moved(state, Stage.REJECTED, now, review_rejection=rejection),
         Effects(review=outcome),
     )
@@ -300,7 +320,7 @@ def _start_whitelist_test(
         return Rejected(f"target app {app} does not offer whitelist tests")
     if state.full_release_only:
         return Rejected(_full_release_only(state))
-    return Accepted(
+    return accepted(
         _moved(state, Stage.WHITELIST_TESTING, now, whitelist=list(command.user_ids)),
         Effects(write_rollout=True),
     )
@@ -322,14 +342,14 @@ def _set_grayscale(state: ReleaseState, command: SetGrayscale, now: datetime) ->
         )
     if command.percent == 100:
         return _release(state, now)
-    return Accepted(
+    return accepted(
         _moved(state, Stage.GRAYSCALE, now, percent=command.percent),
         Effects(write_rollout=True),
     )
 
 
-def _release(state: ReleaseState, now: datetime) -> Accepted:
-    return Accepted(
+def _release(state: ReleaseState, now: datetime) -> Accepted[ReleaseState, Effects]:
+    return accepted(
         _moved(state, Stage.RELEASED, now, percent=100, whitelist=[], pending_work=None,
                released_at=now),
         Effects(promote=True),
@@ -357,3 +377,33 @@ def _changed(state: ReleaseState, now: datetime, **changes: Any) -> ReleaseState
 
 def _moved(state: ReleaseState, stage: Stage, now: datetime, **changes: Any) -> ReleaseState:
     return _changed(state, now, stage=stage, stage_changed_at=now, **changes)
+
+
+RULES: dict[str, Rule[ReleaseState, Effects, Stage]] = {
+    "update_config": Rule(UpdateConfig, BEFORE_REVIEW | BASIC_INFO_ONLY_STAGES, BUILD_AND_APPLY,
+                          _update_config),
+    "rebuild": Rule(Rebuild, BEFORE_REVIEW, BUILD_AND_APPLY, _rebuild),
+    "retest_compatibility": Rule(RetestCompatibility, frozenset({Stage.READY_TO_APPLY,
+                                 Stage.REJECTED}), BUILD_AND_APPLY, _retest),
+    "apply_release": Rule(ApplyRelease, frozenset({Stage.READY_TO_APPLY, Stage.REJECTED}),
+                          BUILD_AND_APPLY, _apply_release),
+    "approve_review": Rule(ApproveReview, frozenset({Stage.UNDER_REVIEW}), reviewer_of, _approve),
+    "reject_review": Rule(RejectReview, frozenset({Stage.UNDER_REVIEW}), reviewer_of, _reject),
+    "start_whitelist_test": Rule(StartWhitelistTest, frozenset({Stage.RELEASE_PREPARATION,
+                                 Stage.WHITELIST_TESTING}), GO_LIVE, _start_whitelist_test),
+    "set_grayscale": Rule(SetGrayscale, GO_LIVE_STAGES, GO_LIVE, _set_grayscale),
+    "full_release": Rule(FullRelease, GO_LIVE_STAGES, GO_LIVE, _full_release),
+    "cancel_grayscale": Rule(CancelGrayscale, frozenset({Stage.GRAYSCALE}), GO_LIVE,
+                             _cancel_grayscale),
+    "reset_grayscale": Rule(ResetGrayscale, frozenset({Stage.GRAYSCALE}), GO_LIVE,
+                            _reset_grayscale),
+    "cancel_release": Rule(CancelRelease, UNFINISHED, CANCEL, _cancel_release),
+}
+
+RELEASE: Lifecycle[ReleaseState, Effects, Stage] = Lifecycle(
+    rules=RULES,
+    stages=Stage,
+    finished=TERMINAL_STAGES,
+    stage_of=lambda state: state.stage,
+    subject=lambda state: "the release",
+)

@@ -5,6 +5,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from mpr.domain.core.ledger import Ledger
 from mpr.domain.core.models import LastRejection
 from mpr.domain.release.models import (
     Approval,
@@ -22,10 +23,6 @@ from mpr.domain.release.models import (
 from mpr.domain.release.records import ReleaseRow
 from mpr.domain.release.stages import Stage
 
-# The audit log lives in full in the catalog; the workflow keeps the most recent entries so
-# that its state (carried across continue-as-new) stays small however long the release runs.
-AUDIT_ENTRIES_KEPT = 200
-
 
 class Work(StrEnum):
     """Long-running work the release is waiting for."""
@@ -42,7 +39,7 @@ class ReviewRejection(BaseModel):
 
 
 class ReleaseState(BaseModel):
-    """Everything the release knows; carried whole across continue-as-new."""
+    """Everything the release knows; carried across continue-as-new beside its ledger."""
 
     release_id: str
     request: StartInput
@@ -61,14 +58,11 @@ class ReleaseState(BaseModel):
     review_round: int = 0
     approvals: dict[Reviewer, Approval] = {}
     review_rejection: ReviewRejection | None = None
-    last_rejection: LastRejection | None = None
     cancel_reason: str | None = None
     created_at: datetime
     updated_at: datetime
     stage_changed_at: datetime
     released_at: datetime | None = None
-    audit: list[AuditEntry] = []
-    audit_count: int = 0
 
     @property
     def full_release_only(self) -> bool:
@@ -101,7 +95,7 @@ class ReleaseState(BaseModel):
             at=self.updated_at,
         )
 
-    def status(self) -> "ReleaseStatus":
+    def status(self, ledger: "ReleaseLedger") -> "ReleaseStatus":
         request = self.request
         return ReleaseStatus(
             release_id=self.release_id,
@@ -129,9 +123,9 @@ class ReleaseState(BaseModel):
             compatibility=self.compatibility.summary() if self.compatibility else None,
             config=self.config,
             previous_stable_version=self.previous_stable_version,
-            last_rejection=self.last_rejection,
+            last_rejection=ledger.last_rejection,
             cancel_reason=self.cancel_reason,
-            audit_count=self.audit_count,
+            audit_count=ledger.count,
             created_at=self.created_at,
             updated_at=self.updated_at,
             stage_changed_at=self.stage_changed_at,
@@ -184,3 +178,6 @@ class AuditLog(BaseModel):
 
     total: int
     entries: list[AuditEntry]
+
+
+ReleaseLedger = Ledger[AuditEntry]

@@ -1,0 +1,330 @@
+"""The command machinery every lifecycle workflow shares.
+
+Operator commands arrive as a signal (tctl) or an update (temporal CLI, services) of the same
+name; both run `CommandCore.execute`, one command at a time:
+
+    parse the payload -> load the actor's roles -> decide (the lifecycle's rule table)
+        -> record the event in the catalog (one idempotent transaction) -> commit the new state
+
+A refusal at any step is recorded like an accepted command and changes nothing. Arguments are
+taken raw: the SDK drops a signal whose payload it cannot decode into a handler's type, so
+decoding happens in the domain, where a bad payload becomes a recorded refusal.
+
+The workflow supplies what is its own through `Process`: how to load roles, how to write an
+event to its catalog, what to do once a new state is adopted, and what an accepted command
+answers. The core keeps the state and, beside it, the audit ledger.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Generic, Protocol, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from mpr.domain.core.commands import ParseFailure
+    from mpr.domain.core.ledger import Carried, Ledger
+    from mpr.domain.core.models import LastRejection, Role
+    from mpr.domain.core.redaction import redact
+    from mpr.domain.core.rules import Accepted, Lifecycle, Rejected
+
+COMMAND_REJECTED = "CommandRejected"
+
+# Catalog reads and writes wait out a database outage rather than give up: the workflow
+# simply pauses.
+CATALOG_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["UnknownTargetApp"],
+)
+CATALOG_TIMEOUT = timedelta(seconds=30)
+
+S = TypeVar("S", bound=BaseModel)
+E = TypeVar("E")
+StageT = TypeVar("StageT", bound=StrEnum)
+EntryT = TypeVar("EntryT", bound=BaseModel)
+R = TypeVar("R", bound="CatalogOutcome")
+
+
+class CatalogOutcome(Protocol):
+    """What the core needs of a catalog write's result."""
+
+    @property
+    def applied(self) -> bool: ...
+
+    def refusal(self) -> str:
+        """Why the catalog refused the change, when it did not apply it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Change(Generic[S, E]):
+    """One event to write: a command (accepted or refused) or a change made by the system."""
+
+    event_id: str
+    seq: int
+    at: datetime
+    command: str
+    actor: str | None
+    before: S
+    after: S
+    accepted: bool
+    effects: E | None
+    reason: str | None
+    """Why it was refused, or what the operator should know of an accepted change."""
+    payload: dict[str, Any] | None
+    """The command's payload with personal data redacted."""
+
+
+class Process(Protocol[S, E, R]):
+    """What a lifecycle workflow does in its own way."""
+
+    async def load_roles(self, state: S, actor: str) -> frozenset[Role]: ...
+
+    async def write(self, change: Change[S, E]) -> R: ...
+
+    def settle(self, state: S, result: R) -> S:
+        """The state to keep once the catalog answered a write (it may report facts the
+        state shows, such as the other versions of a mini service)."""
+        ...
+
+    def adopted(self, before: S, after: S) -> None:
+        """A new state was committed (publish search attributes, count, log)."""
+        ...
+
+    async def carry_out(self, effects: E, result: R) -> None:
+        """What an accepted command still needs once its new state is committed."""
+        ...
+
+    def answer(self) -> Any:
+        """What an accepted update answers (the `status` view)."""
+        ...
+
+
+AuditEntryOf = Callable[..., EntryT]
+
+
+class CommandCore(Generic[S, E, StageT, EntryT, R]):
+    def __init__(
+        self,
+        lifecycle: Lifecycle[S, E, StageT],
+        process: Process[S, E, R],
+        *,
+        audit_entry: AuditEntryOf[EntryT],
+        metric: str,
+        still_starting: str,
+    ) -> None:
+        self._lifecycle = lifecycle
+        self._process = process
+        self._audit_entry = audit_entry
+        self._still_starting = still_starting
+        self._state: S | None = None
+        self._ledger: Ledger[EntryT] = Ledger[EntryT]()
+        # Commands and changes made by finished work apply one at a time.
+        self.lock = asyncio.Lock()
+        self._commands = workflow.metric_meter().create_counter(
+            metric, "Commands received, by name and outcome"
+        )
+        for name in lifecycle.rules:
+            workflow.set_signal_handler(name, self._signal_handler(name))
+            workflow.set_update_handler(name, self._update_handler(name))
+        workflow.set_dynamic_signal_handler(self._unknown_signal)
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._state is not None
+
+    @property
+    def state(self) -> S:
+        if self._state is None:
+            raise ApplicationError(self._still_starting)
+        return self._state
+
+    @property
+    def ledger(self) -> Ledger[EntryT]:
+        self.state  # noqa: B018 - the same "still starting" answer as the state's
+        return self._ledger
+
+    def begin(self, state: S) -> None:
+        """Adopt the first state of a new workflow: commands may run from now on."""
+        self._state = state
+
+    async def record_start(self, name: str, actor: str, state: S) -> R:
+        """Record the event that started the workflow."""
+        return await self._write(name, actor, state, state, accepted=True, effects=None,
+                                 reason=None, payload=None)
+
+    def resume(self, carried: Carried[S, EntryT]) -> None:
+        """Adopt the state and ledger the previous run handed over."""
+        self._state = carried.state
+        self._ledger = carried.ledger
+
+    def commit(self, after: S) -> None:
+        before = self.state
+        self._state = after
+        self._process.adopted(before, after)
+
+    async def continue_as_new(self, request: Any) -> None:
+        # Let in-flight commands finish so none is lost between runs.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.logger.info("continuing as new",
+                             extra={"stage": self._lifecycle.stage_of(self.state)})
+        workflow.continue_as_new(args=[request, Carried(state=self.state, ledger=self._ledger)])
+
+    # --- commands -----------------------------------------------------------------------
+
+    async def execute(self, name: str, args: Sequence[Any]) -> LastRejection | None:
+        """Run one command; returns the refusal, or None when it was accepted."""
+        await workflow.wait_condition(lambda: self.started)
+        async with self.lock:
+            try:
+                refusal = await self._apply(name, tuple(args))
+            except ActivityError as error:
+                # The catalog refused outright (it retries outages by itself): the command
+                # cannot be carried out, and the workflow stays as it was.
+                reason = f"the catalog could not take {name}: {failure_message(error)}"
+                workflow.logger.error("command failed in the catalog",
+                                      extra={"command": name, "reason": reason})
+                refusal = self._remember_refusal(name, None, reason)
+        self._commands.add(1, {
+            "command": name if name in self._lifecycle.rules else "unknown",
+            "outcome": "accepted" if refusal is None else "refused",
+        })
+        return refusal
+
+    async def _apply(self, name: str, args: tuple[Any, ...]) -> LastRejection | None:
+        before = self.state
+        payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
+        try:
+            command = self._lifecycle.parse(name, args)
+        except ParseFailure as failure:
+            return await self._refuse(name, failure.actor, failure.reason, payload)
+        roles = await self._process.load_roles(before, command.actor)
+        decision = self._lifecycle.decide(before, command, roles, workflow.now())
+        if isinstance(decision, Rejected):
+            return await self._refuse(name, command.actor, decision.reason, payload)
+        result = await self.record(name, command.actor, decision, payload=payload)
+        if not result.applied:
+            # The catalog refused the move (e.g. another version holds the channel) and has
+            # recorded the refusal itself.
+            return self._remember_refusal(name, command.actor, result.refusal())
+        self.commit(self._process.settle(decision.state, result))
+        await self._process.carry_out(decision.effects, result)
+        return None
+
+    async def change_by_system(
+        self, name: str, change: Callable[[S], Awaitable[Accepted[S, E] | None]]
+    ) -> R | None:
+        """Apply a change caused by finished work or another workflow, unless `change` finds
+        there is nothing to do (None): a command may have moved on meanwhile."""
+        async with self.lock:
+            decision = await change(self.state)
+            if decision is None:
+                return None
+            result = await self.record(name, None, decision)
+            self.commit(self._process.settle(decision.state, result))
+            return result
+
+    async def _refuse(
+        self, name: str, actor: str | None, reason: str, payload: dict[str, Any] | None
+    ) -> LastRejection:
+        state = self.state
+        await self._write(name, actor, state, state, accepted=False, effects=None,
+                          reason=reason, payload=payload)
+        workflow.logger.info("command refused", extra={"command": name, "reason": reason})
+        return self._remember_refusal(name, actor, reason)
+
+    def _remember_refusal(self, name: str, actor: str | None, reason: str) -> LastRejection:
+        rejection = LastRejection(command=name, actor=actor, reason=reason, at=workflow.now())
+        self._ledger = self._ledger.refused(rejection)
+        return rejection
+
+    # --- recording ----------------------------------------------------------------------
+
+    async def record(
+        self,
+        name: str,
+        actor: str | None,
+        decision: Accepted[S, E],
+        *,
+        payload: dict[str, Any] | None = None,
+    ) -> R:
+        """Write an accepted change to the catalog and the ledger (not yet committed)."""
+        return await self._write(name, actor, self.state, decision.state, accepted=True,
+                                 effects=decision.effects, reason=decision.note,
+                                 payload=payload)
+
+    async def _write(
+        self,
+        name: str,
+        actor: str | None,
+        before: S,
+        after: S,
+        *,
+        accepted: bool,
+        effects: E | None,
+        reason: str | None,
+        payload: dict[str, Any] | None,
+    ) -> R:
+        change = Change(
+            event_id=str(workflow.uuid4()), seq=self._ledger.next_seq, at=workflow.now(),
+            command=name,
+            actor=actor, before=before, after=after, accepted=accepted, effects=effects,
+            reason=reason, payload=redact(payload),
+        )
+        result = await self._process.write(change)
+        if self._state is not None:
+            self._state = self._process.settle(self._state, result)
+        applied = accepted and result.applied
+        stage_of = self._lifecycle.stage_of
+        entry = self._audit_entry(
+            seq=change.seq, event_id=change.event_id, command=name, actor=actor,
+            accepted=applied, reason=reason if result.applied else result.refusal(),
+            before=stage_of(before), after=stage_of(after) if applied else stage_of(before),
+            at=change.at,
+        )
+        self._ledger = self._ledger.recorded(entry, change.seq)
+        return result
+
+    # --- handlers -----------------------------------------------------------------------
+
+    def _signal_handler(self, name: str) -> Callable[..., Awaitable[None]]:
+        async def on_signal(*args: Any) -> None:
+            await self.execute(name, args)
+
+        return on_signal
+
+    def _update_handler(self, name: str) -> Callable[..., Awaitable[Any]]:
+        """The update answers with the status view, or fails with the refusal's reason (type
+        CommandRejected), so callers learn synchronously."""
+
+        async def on_update(*args: Any) -> Any:
+            refusal = await self.execute(name, args)
+            if refusal is not None:
+                details = {"command": name,
+                           self._lifecycle.stage_word: self._lifecycle.stage_of(self.state)}
+                raise ApplicationError(refusal.reason, details, type=COMMAND_REJECTED,
+                                       non_retryable=True)
+            return self._process.answer()
+
+        return on_update
+
+    async def _unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """A mistyped signal name is recorded as a refused command instead of vanishing."""
+        await self.execute(name, ())
+
+
+def failure_message(error: ActivityError) -> str:
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return str(cause or error)
