@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from mpr.domain.release.state import ReleaseStatus
     from tests.stack import TEST_CONVERTER
     from tests.workflows.driving import command, start_input, wait_for_stage
-    from tests.workflows.fakes import FakeCatalog
+    from tests.workflows.release_fakes import FakeCatalog
 from workflows.release import WORKFLOW_TYPE, MiniProgramRelease
 
 HISTORIES = Path(__file__).parent / "histories"

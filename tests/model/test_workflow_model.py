@@ -37,7 +37,7 @@ from tests.model.test_release_model import (
     roles_of,
 )
 from tests.workflows.driving import start_input
-from tests.workflows.fakes import POLICIES, FakeCatalog
+from tests.workflows.release_fakes import POLICIES, FakeCatalog
 from workflows.release import MiniProgramRelease
 
 # One compatibility cell rather than 24: this run is about the process, not the matrix.

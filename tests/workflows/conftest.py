@@ -9,7 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from tests.workflows.driving import Releases
-from tests.workflows.fakes import MEMBERS, FakeCatalog
+from tests.workflows.release_fakes import MEMBERS, FakeCatalog
 from workflows.release import MiniProgramRelease
 
 

@@ -20,7 +20,7 @@ from mpr.domain.core.models import Role
 from mpr.domain.mini_service.models import mini_service_id
 from tests.stack import TEST_CONVERTER
 from tests.workflows.driving import until_answering
-from tests.workflows.service_fakes import FakeServiceCatalog
+from tests.workflows.mini_service_fakes import FakeServiceCatalog
 from workflows.mini_service import MiniServiceRelease
 
 

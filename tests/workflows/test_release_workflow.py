@@ -18,7 +18,7 @@ from mpr.domain.release.rules import start_release
 from mpr.domain.release.stages import Stage
 from tests.stack import TEST_CONVERTER
 from tests.workflows.driving import Releases, command, start_input, wait_for_stage
-from tests.workflows.fakes import POLICIES, FakeCatalog
+from tests.workflows.release_fakes import POLICIES, FakeCatalog
 from workflows import search_attributes as sa
 from workflows.release import MiniProgramRelease
 
