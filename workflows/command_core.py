@@ -1,7 +1,7 @@
 """The command machinery every lifecycle workflow shares.
 
 Operator commands arrive as a signal (tctl) or an update (temporal CLI, services) of the same
-name; both run `CommandCore.execute`, one command at a time:
+name; both run `CommandCore.handle`, one command at a time:
 
     parse the payload -> load the actor's roles -> decide (the lifecycle's rule table)
         -> record the event in the catalog (one idempotent transaction) -> commit the new state
@@ -182,7 +182,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
 
     # --- commands -----------------------------------------------------------------------
 
-    async def execute(self, name: str, args: Sequence[Any]) -> LastRejection | None:
+    async def handle(self, name: str, args: Sequence[Any]) -> LastRejection | None:
         """Run one command; returns the refusal, or None when it was accepted."""
         await workflow.wait_condition(lambda: self.started)
         async with self.lock:
@@ -299,7 +299,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
 
     def _signal_handler(self, name: str) -> Callable[..., Awaitable[None]]:
         async def on_signal(*args: Any) -> None:
-            await self.execute(name, args)
+            await self.handle(name, args)
 
         return on_signal
 
@@ -308,7 +308,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         CommandRejected), so callers learn synchronously."""
 
         async def on_update(*args: Any) -> Any:
-            refusal = await self.execute(name, args)
+            refusal = await self.handle(name, args)
             if refusal is not None:
                 details = {"command": name,
                            self._lifecycle.stage_word: self._lifecycle.stage_of(self.state)}
@@ -320,7 +320,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
 
     async def _unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
         """A mistyped signal name is recorded as a refused command instead of vanishing."""
-        await self.execute(name, ())
+        await self.handle(name, ())
 
 
 def failure_message(error: ActivityError) -> str:

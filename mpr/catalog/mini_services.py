@@ -415,7 +415,7 @@ async def resolve_mini_service(
     return resolution.version_no
 
 
-# --- Readers for operators and tests ---------------------------------------------------------
+# --- Readers ---------------------------------------------------------------------------------
 
 
 async def get_service_version(
@@ -441,14 +441,3 @@ async def list_service_versions(db: Database, super_app: str) -> list[ServiceVer
         super_app,
     )
     return [ServiceVersionSummary.model_validate(dict(row)) for row in rows]
-
-
-async def list_service_events(
-    db: Database, super_app: str, version_no: int
-) -> list[RecordedServiceEvent]:
-    rows = await db.fetch(
-        f"SELECT {EVENT_COLUMNS} FROM mini_service_events WHERE {VERSION_KEY} ORDER BY seq, at",
-        super_app,
-        version_no,
-    )
-    return [RecordedServiceEvent.model_validate(dict(row)) for row in rows]

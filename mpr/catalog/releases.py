@@ -21,7 +21,6 @@ from mpr.domain.release.models import (
     PackageFacts,
     ReleaseContext,
     ReleaseContextRequest,
-    Reviewer,
     ReviewOutcome,
     Rollout,
 )
@@ -63,17 +62,6 @@ class StoredRelease(BaseModel):
 
 class RecordedEvent(ReleaseEvent):
     blocked_by: str | None = None
-
-
-class ReviewRequest(BaseModel):
-    release_id: str
-    round: int
-    organisation: Reviewer
-    status: Literal["pending", "approved", "rejected"]
-    actor: str | None
-    comment: str
-    requested_at: datetime
-    decided_at: datetime | None
 
 
 # --- Activities' reads ---------------------------------------------------------------------
@@ -462,7 +450,7 @@ async def _insert_event(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     )
 
 
-# --- Readers for operators and tests -------------------------------------------------------
+# --- Readers ---------------------------------------------------------------------------------
 
 
 async def get_release(db: Database, release_id: str) -> StoredRelease | None:
@@ -476,35 +464,3 @@ async def get_release(db: Database, release_id: str) -> StoredRelease | None:
         release_id,
     )
     return StoredRelease.model_validate(dict(row)) if row else None
-
-
-async def list_events(db: Database, release_id: str) -> list[RecordedEvent]:
-    rows = await db.fetch(
-        """
-        SELECT event_id, release_id, seq, command, actor, accepted, reason, stage_before,
-               stage_after, payload, at, blocked_by
-        FROM release_events WHERE release_id = $1 ORDER BY seq, at
-        """,
-        release_id,
-    )
-    return [RecordedEvent.model_validate(dict(row)) for row in rows]
-
-
-async def list_review_requests(db: Database, release_id: str) -> list[ReviewRequest]:
-    rows = await db.fetch(
-        """
-        SELECT release_id, round, organisation, status, actor, comment, requested_at, decided_at
-        FROM review_requests WHERE release_id = $1 ORDER BY round, organisation
-        """,
-        release_id,
-    )
-    return [ReviewRequest.model_validate(dict(row)) for row in rows]
-
-
-async def get_compatibility_report(db: Database, report_id: str) -> CompatibilityReport | None:
-    row = await db.fetchrow(
-        "SELECT report_id, package_sha256, results, created_at "
-        "FROM compatibility_reports WHERE report_id = $1",
-        report_id,
-    )
-    return CompatibilityReport.model_validate(dict(row)) if row else None

@@ -14,7 +14,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 import asyncpg
@@ -22,7 +21,7 @@ from pydantic import BaseModel
 
 from mpr.catalog.db import Database
 from mpr.domain.core.bucketing import BUCKETS, in_rollout, rollout_bucket
-from mpr.domain.release.models import Channel, Environment
+from mpr.domain.release.models import Environment
 from mpr.infra.single_flight import SingleFlight
 
 Source = Literal["whitelist", "grayscale", "stable", "none"]
@@ -33,40 +32,11 @@ DEFAULT_MAX_WEIGHT = 100_000
 plus the length of its whitelist): with user ids of up to 128 characters, some tens of MB."""
 
 
-class ChannelState(BaseModel):
-    mini_program_id: str
-    target_app: str
-    environment: Environment
-    stable_version: str | None
-    stable_release_id: str | None
-    candidate_version: str | None
-    candidate_release_id: str | None
-    percent: int
-    whitelist: list[str]
-    revision: int
-    updated_at: datetime
-
-
 class Resolution(BaseModel):
     version: str | None
     """None when nothing is released to this user on the channel."""
     source: Source
     reason: str
-
-
-async def get_channel(db: Database, channel: Channel) -> ChannelState | None:
-    row = await db.fetchrow(
-        """
-        SELECT mini_program_id, target_app, environment, stable_version, stable_release_id,
-               candidate_version, candidate_release_id, percent, whitelist, revision, updated_at
-        FROM channels
-        WHERE mini_program_id = $1 AND target_app = $2 AND environment = $3
-        """,
-        channel.mini_program_id,
-        channel.target_app,
-        channel.environment.value,
-    )
-    return ChannelState.model_validate(dict(row)) if row else None
 
 
 # --- the cache -------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from mpr.catalog.mini_services import (
     duplicable_content,
     get_service_version,
     is_service_archived,
-    list_service_events,
     list_service_versions,
     load_service_context,
     load_service_roles,
@@ -45,6 +44,7 @@ from mpr.domain.mini_service.models import (
     ServiceTransitionResult,
     ServiceVersionRef,
 )
+from tests.catalog.readers import list_service_events
 from tests.mpr_runner import Mpr, mpr_runner
 
 START = datetime(2025, 1, 1, tzinfo=UTC)

@@ -5,14 +5,7 @@ import asyncpg
 import pytest
 
 from mpr.catalog import InvalidTransition
-from mpr.catalog.releases import (
-    get_compatibility_report,
-    get_release,
-    list_events,
-    list_review_requests,
-    record_transition,
-)
-from mpr.catalog.rollout import get_channel
+from mpr.catalog.releases import get_release, record_transition
 from mpr.domain.release.models import (
     CellCheck,
     CellResult,
@@ -26,6 +19,12 @@ from mpr.domain.release.models import (
 from mpr.domain.release.records import ReviewRound, TransitionResult
 from mpr.domain.release.stages import Stage
 from tests.catalog.factories import BOTH, Release, cleared, package, to_released, to_review
+from tests.catalog.readers import (
+    get_channel,
+    get_compatibility_report,
+    list_events,
+    list_review_requests,
+)
 
 
 async def count(pool: asyncpg.Pool, table: str) -> int:

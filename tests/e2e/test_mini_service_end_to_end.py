@@ -19,7 +19,6 @@ from mpr.catalog.admin import Membership, add_member, set_target_app
 from mpr.catalog.db import create_pool
 from mpr.catalog.mini_services import (
     get_service_version,
-    list_service_events,
     resolve_mini_service,
     resolve_mini_service_detail,
 )
@@ -34,6 +33,7 @@ from starters.mini_services import (
     ServiceFinished,
     ServiceNotFound,
 )
+from tests.catalog.readers import list_service_events
 from tests.stack import TemporalCli, WorkerProcess
 
 APP = "gopay"

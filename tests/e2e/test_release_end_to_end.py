@@ -19,10 +19,11 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 
-from mpr.catalog.releases import get_release, list_events
+from mpr.catalog.releases import get_release
 from mpr.catalog.rollout import resolve_version
 from mpr.domain.release.models import StartInput
 from starters.releases import start_release
+from tests.catalog.readers import list_events
 from tests.stack import TemporalCli, WorkerProcess
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "coffee-shop"

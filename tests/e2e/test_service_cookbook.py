@@ -1,5 +1,6 @@
-"""Runs every `temporal` line of the README's mini service cookbook against the real stack, so
-it cannot rot; checks that every `tctl` line sends what its `temporal` twin sends."""
+"""Runs every `temporal` line of the mini service cookbook (docs/mini-service-cookbook.md)
+against the real stack, so it cannot rot; checks that every `tctl` line sends what its
+`temporal` twin sends."""
 
 import asyncio
 import json
@@ -9,11 +10,12 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from mpr.catalog.mini_services import RecordedServiceEvent, list_service_events
-from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+from mpr.catalog.mini_services import RecordedServiceEvent
 from mpr.domain.mini_service.models import mini_service_id
+from mpr.domain.mini_service.rules import MINI_SERVICE
 from starters.mini_services import MiniServiceClient, ServiceRef
-from tests.cookbook import cookbook, option, run_temporal_line
+from tests.catalog.readers import list_service_events
+from tests.cookbook import SERVICE_COOKBOOK, cookbook, option, run_temporal_line
 from tests.e2e.test_mini_service_end_to_end import (
     ADMIN,
     OPERATOR,
@@ -47,7 +49,7 @@ FOOD = {"actor": OPERATOR, "title": {"en": "Food", "id": "Makanan"},
         "mini_program_ids": ["coffee-shop", "noodle-bar"]}
 
 
-COOKBOOK = cookbook("### Mini service cookbook")
+COOKBOOK = cookbook(SERVICE_COOKBOOK)
 
 
 def run(line: str, service: str, worker: WorkerProcess,
@@ -85,7 +87,7 @@ def services(client: Client, worker: WorkerProcess, catalog_db: asyncpg.Pool) ->
 
 
 def test_the_cookbook_covers_every_command() -> None:
-    assert set(STATUS_NEEDED) == set(SERVICE_COMMANDS)
+    assert set(STATUS_NEEDED) == set(MINI_SERVICE.rules)
     for name in STATUS_NEEDED:
         kinds = [" ".join(line.split()[:3]) for line in COOKBOOK[name]]
         assert kinds == ["temporal workflow update", "temporal workflow signal",
