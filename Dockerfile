@@ -36,8 +36,7 @@ RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock && rm /tmp/
 COPY --from=wheel /wheels /tmp/wheels
 RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels && pip check
 
-# The sample mini program, so that a first release needs no upload (README, Running in
-# production).
+# The sample mini program, so that a first release needs no upload (docs/production.md).
 WORKDIR /app
 COPY samples ./samples
 

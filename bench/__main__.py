@@ -26,6 +26,7 @@ from bench.results import Result, Target, figure, table, write_json
 from bench.sources import big_tree
 from bench.stack import BenchStack
 from mpr.infra.entrypoint import run_and_exit
+from mpr.infra.exit_codes import FAILURE, OK, TERMINATED
 
 RESULTS_DIR = Path(__file__).parent / "results"
 WALL_TIME_TARGET = Target("value", "<=", 600)
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         results, details = asyncio.run(run_all(only, args.quick, args.profile))
     except asyncio.CancelledError:
         print("stopped by SIGTERM; everything it started is stopped", file=sys.stderr)
-        return 143
+        return TERMINATED
     wall = time.perf_counter() - started
     failed = [name for name in only if "error" in details.get(name, {})]
     if everything:
@@ -179,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"targets missed: {', '.join(missed)} (see bench/README.md)")
     if failed:
         print(f"benchmarks that failed: {', '.join(sorted(failed))}", file=sys.stderr)
-        return 1
-    return 0
+        return FAILURE
+    return OK
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Driving releases and their baselines, call for call alike.
 
-A release goes through the client library services use (starters.client.ReleaseClient); its
+A release goes through the client library services use (starters.releases.ReleaseClient); its
 baseline through the same Temporal calls made directly: start with the release's search
 attributes, wait until it answers `status` (the very function ReleaseClient.start uses), one
 describe, follow the history to READY_TO_APPLY and query `status` (as wait_for_stage does),
@@ -22,8 +22,7 @@ from bench.stack import WORKSPACE
 from bench.workflows import BASELINE_WORKFLOW
 from mpr.domain.release.models import StartInput
 from mpr.domain.release.stages import Stage
-from starters.client import ReleaseClient, StageChange, _stage_change
-from starters.releases import _until_answering
+from starters.releases import ReleaseClient, StageChange, stage_change, until_answering
 from workflows import search_attributes as sa
 
 TARGET_APP = "alipaycn"
@@ -106,7 +105,7 @@ async def baseline_to_ready(client: Client, task_queue: str, program: str) -> Wo
             SearchAttributePair(sa.GRAYSCALE_PERCENT, 0),
         ]),
     )
-    await _until_answering(handle)
+    await until_answering(handle)
     await handle.describe()
     await wait_for_stage(client, handle.id, Stage.READY_TO_APPLY)
     return handle
@@ -133,7 +132,7 @@ async def wait_for_stage(client: Client, workflow_id: str, stage: Stage) -> dict
     handle = client.get_workflow_handle(workflow_id, run_id=run.run_id)
     latest: StageChange | None = None
     async for event in handle.fetch_history_events(wait_new_event=True, skip_archival=True):
-        latest = _stage_change(event, latest) or latest
+        latest = stage_change(event, latest) or latest
         if latest is not None and latest.stage is stage and event.event_id >= run.history_length:
             break
     status: dict[str, Any] = await client.get_workflow_handle(workflow_id).query("status")

@@ -27,7 +27,7 @@ from mpr.infra.codec import new_key_entry
 from mpr.infra.servers import free_port, start_temporal_dev_server, wait_for_temporal
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import connect
-from starters.client import ReleaseClient
+from starters.releases import ReleaseClient
 
 DATABASE = "mpr_bench"
 WORKSPACE = "ws-bench"

@@ -16,9 +16,11 @@ The catalog allocates version numbers, so `create` and `duplicate` need it (as d
 and `resolve`, which read it); everything else talks to Temporal only. Commands go as updates
 and return the status they were accepted in; `signal()` is the fire-and-forget variant.
 
-The errors are ReleaseClientError subclasses, and refusals, unknown and finished versions
-also subclass the release client's CommandRefused, ReleaseNotFound and ReleaseFinished, so
-code (and `mpr`'s exit codes) handling those handles mini services alike.
+Every failure the caller can act on is a `starters.errors.ClientError`: `TemporalUnreachable`
+(starters.errors) when the server does not answer, else a `MiniServiceClientError` subclass,
+each also a subclass of the neutral error it is the mini service's case of (ServiceNotFound of
+WorkflowNotFound, ServiceCommandRefused of WorkflowRefused, ...), as the release client's
+errors are: code (and `mpr`'s exit codes) catching the neutral errors handles both alike.
 """
 
 import asyncio
@@ -49,7 +51,6 @@ from mpr.catalog.mini_services import (
 )
 from mpr.domain.core.commands import Command
 from mpr.domain.core.models import IDENTIFIER
-from mpr.domain.mini_service.commands import SERVICE_COMMANDS
 from mpr.domain.mini_service.models import (
     MiniServiceContent,
     MiniServiceStatus,
@@ -59,15 +60,15 @@ from mpr.domain.mini_service.models import (
     ServiceVersionSummary,
     mini_service_id,
 )
+from mpr.domain.mini_service.rules import MINI_SERVICE
 from mpr.infra.settings import DEFAULT_TASK_QUEUE, Settings
-from starters.client import (
-    CommandRefused,
-    ReleaseClientError,
-    ReleaseFailed,
-    ReleaseFinished,
-    ReleaseNotFound,
-    ReleaseStarting,
-    TemporalUnreachable,
+from starters.errors import (
+    ClientError,
+    WorkflowFailed,
+    WorkflowFinished,
+    WorkflowNotFound,
+    WorkflowRefused,
+    WorkflowStarting,
 )
 from starters.workflow_access import (
     STARTING_GRACE_SECONDS,
@@ -108,60 +109,52 @@ class ServiceRef(BaseModel):
 
 
 # --- errors ------------------------------------------------------------------------------
-# Each calls Exception.__init__ itself: the release errors' constructors word their messages
-# for releases. The attributes those errors carry are set too, for code that reads them.
+# The neutral bases (starters.errors) carry `workflow_id`, and `reason`, `command` where
+# they apply.
 
 
-class MiniServiceClientError(ReleaseClientError):
-    """Base of every failure this library reports on purpose."""
+class MiniServiceClientError(ClientError):
+    """Base of the failures only the mini service client reports (with TemporalUnreachable,
+    from starters.errors, they are every failure it reports on purpose)."""
 
 
-class ServiceNotFound(MiniServiceClientError, ReleaseNotFound):
+class ServiceNotFound(MiniServiceClientError, WorkflowNotFound):
     def __init__(self, workflow_id: str, namespace: str = "default") -> None:
-        Exception.__init__(self, f"no mini service version {workflow_id} in namespace "
-                                 f"{namespace}")
-        self.workflow_id = self.release_id = workflow_id
+        super().__init__(f"no mini service version {workflow_id} in namespace {namespace}",
+                         workflow_id)
 
 
-class ServiceFinished(MiniServiceClientError, ReleaseFinished):
+class ServiceFinished(MiniServiceClientError, WorkflowFinished):
     """The version's workflow is closed (ARCHIVED or DELETED): it takes no more commands."""
 
     def __init__(self, workflow_id: str, status: ServiceStatus | None) -> None:
         where = f" ({status})" if status else ""
-        Exception.__init__(self, f"mini service version {workflow_id} has finished{where}")
-        self.workflow_id = self.release_id = workflow_id
+        super().__init__(f"mini service version {workflow_id} has finished{where}", workflow_id)
         self.status = status
-        self.stage = None
 
 
-class ServiceFailed(MiniServiceClientError, ReleaseFailed):
+class ServiceFailed(MiniServiceClientError, WorkflowFailed):
     """The workflow failed; in practice its start input was refused."""
 
     def __init__(self, workflow_id: str, reason: str) -> None:
-        Exception.__init__(self, f"mini service version {workflow_id} failed: {reason}")
-        self.workflow_id = self.release_id = workflow_id
-        self.reason = reason
+        super().__init__(f"mini service version {workflow_id} failed: {reason}", workflow_id,
+                         reason)
 
 
-class ServiceStarting(MiniServiceClientError, ReleaseStarting):
+class ServiceStarting(MiniServiceClientError, WorkflowStarting):
     """The version has not loaded its super app's policy yet (a catalog outage makes this
     last)."""
 
     def __init__(self, workflow_id: str) -> None:
-        Exception.__init__(self, f"mini service version {workflow_id}: {STILL_STARTING}")
-        self.workflow_id = self.release_id = workflow_id
+        super().__init__(f"mini service version {workflow_id}: {STILL_STARTING}", workflow_id)
 
 
-class ServiceCommandRefused(MiniServiceClientError, CommandRefused):
+class ServiceCommandRefused(MiniServiceClientError, WorkflowRefused):
     def __init__(self, workflow_id: str, command: str, reason: str,
                  status: ServiceStatus | None) -> None:
-        Exception.__init__(self, f"{command} refused in {status or 'an unknown status'}: "
-                                 f"{reason}")
-        self.workflow_id = self.release_id = workflow_id
-        self.command = command
-        self.reason = reason
+        super().__init__(f"{command} refused in {status or 'an unknown status'}: {reason}",
+                         workflow_id, command, reason)
         self.status = status
-        self.stage = None
 
 
 class CatalogNeeded(MiniServiceClientError):
@@ -185,15 +178,15 @@ class MiniServiceClient:
         self.task_queue = task_queue
         self._access = WorkflowAccess(
             client, still_starting=STILL_STARTING, starting_grace=starting_grace,
-            unreachable=TemporalUnreachable, not_found=ServiceNotFound, finished=_finished,
-            failed=ServiceFailed, starting=ServiceStarting, refused=_refused,
+            not_found=ServiceNotFound, finished=_finished, failed=ServiceFailed,
+            starting=ServiceStarting, refused=_refused,
         )
 
     @classmethod
     async def connect(cls, db: Database | None = None,
                       settings: Settings | None = None) -> "MiniServiceClient":
         settings = settings or Settings.from_env()
-        client = await connect_client(settings, TemporalUnreachable)
+        client = await connect_client(settings)
         return cls(client, db, settings.task_queue)
 
     @property
@@ -260,7 +253,7 @@ class MiniServiceClient:
         malformed); a Command model goes with the fields that were set."""
         workflow_id = mini_service_id(super_app, version_no)
         status: MiniServiceStatus = await self._access.update(
-            workflow_id, name, command_payload(SERVICE_COMMANDS, name, payload),
+            workflow_id, name, command_payload(MINI_SERVICE.commands, name, payload),
             MiniServiceStatus)
         return status
 
@@ -270,7 +263,7 @@ class MiniServiceClient:
         `status().last_rejection` and in the catalog's events."""
         workflow_id = mini_service_id(super_app, version_no)
         await self._access.signal(workflow_id, name,
-                                  command_payload(SERVICE_COMMANDS, name, payload))
+                                  command_payload(MINI_SERVICE.commands, name, payload))
 
     # --- reading ------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""What the release and mini service clients share: talking to one workflow by its id.
+"""What the release and mini service clients share: the connection, and talking to one
+workflow by its id.
 
 `WorkflowAccess` runs queries, updates, signals and descriptions and turns the failures a
-caller can act on into typed errors. It knows nothing of releases or mini services: each client
-gives it the message its workflow answers queries with while it starts, and the errors to raise
-(factories, so that each client words them, and reads what a finished one carries, its own way).
+caller can act on into typed errors (starters.errors). It knows nothing of releases or mini
+services: each client gives it the message its workflow answers queries with while it starts,
+and the errors to raise (factories of its own subclasses of the neutral errors, so that each
+client words them, and reads what a finished one carries, its own way).
 """
 
 import asyncio
@@ -26,21 +28,27 @@ from temporalio.service import RPCError, RPCStatusCode
 from mpr.domain.core.commands import Command
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import connect, connect_config
-from workflows.commands import COMMAND_REJECTED
+from starters.errors import (
+    TemporalUnreachable,
+    WorkflowFailed,
+    WorkflowFinished,
+    WorkflowNotFound,
+    WorkflowRefused,
+    WorkflowStarting,
+)
+from workflows.command_core import COMMAND_REJECTED
 
 STARTING_GRACE_SECONDS = 10.0
 STARTING_POLL_SECONDS = 0.1
 
 
-async def connect_client(settings: Settings,
-                         unreachable: Callable[[str, str], Exception]) -> Client:
-    """A client as `settings` say; `unreachable(address, detail)` when the server is not up
-    (see WorkflowAccess)."""
+async def connect_client(settings: Settings) -> Client:
+    """A client as `settings` say; TemporalUnreachable when the server is not up."""
     try:
         return await connect(settings)
     except ConnectionError as error:
         address = connect_config(settings)["target_host"]
-        raise unreachable(address, str(error.__cause__ or error)) from None
+        raise TemporalUnreachable(address, str(error.__cause__ or error)) from None
 
 
 def command_payload(commands: Mapping[str, type[Command]], name: str,
@@ -65,19 +73,16 @@ class WorkflowAccess:
         *,
         still_starting: str,
         starting_grace: float,
-        unreachable: Callable[[str, str], Exception],
-        not_found: Callable[[str, str], Exception],
-        finished: Callable[[str, WorkflowExecutionDescription], Exception],
-        failed: Callable[[str, str], Exception],
-        starting: Callable[[str], Exception],
-        refused: Callable[[str, str, str, Mapping[str, Any]], Exception],
+        not_found: Callable[[str, str], WorkflowNotFound],
+        finished: Callable[[str, WorkflowExecutionDescription], WorkflowFinished],
+        failed: Callable[[str, str], WorkflowFailed],
+        starting: Callable[[str], WorkflowStarting],
+        refused: Callable[[str, str, str, Mapping[str, Any]], WorkflowRefused],
     ) -> None:
         """`still_starting` is what the workflow's queries fail with until it has loaded its
-        policy, and `starting_grace` how long queries wait that out. The errors, by the
-        arguments they are made with:
+        policy, and `starting_grace` how long queries wait that out. A server that does not
+        answer is TemporalUnreachable; the other errors, by the arguments they are made with:
 
-        - unreachable(address, detail): the server does not answer (a parameter although both
-          clients raise TemporalUnreachable: starters.client, which defines it, imports this);
         - not_found(workflow_id, namespace): there is no such workflow;
         - finished(workflow_id, description): the workflow is closed;
         - failed(workflow_id, reason): the workflow failed;
@@ -87,7 +92,6 @@ class WorkflowAccess:
         self._client = client
         self.still_starting = still_starting
         self.starting_grace = starting_grace
-        self._unreachable = unreachable
         self._not_found = not_found
         self._finished = finished
         self._failed = failed
@@ -164,7 +168,7 @@ class WorkflowAccess:
 
     async def _translated(self, error: RPCError, workflow_id: str | None) -> Exception:
         if error.status is RPCStatusCode.UNAVAILABLE:
-            return self._unreachable(self.address, error.message)
+            return TemporalUnreachable(self.address, error.message)
         if error.status is not RPCStatusCode.NOT_FOUND or workflow_id is None:
             return error
         # NOT_FOUND means either "no such workflow" or "it has completed": ask which.

@@ -2,13 +2,33 @@
 
 Tests always run against their own embedded server, never against DATABASE_URL, so a test
 run can neither damage nor depend on a developer's database.
+
+Test lanes. `make test` runs everything; `make test-fast` (`pytest -m "not e2e"`) leaves out
+the e2e tests, those that start the real stack of tests/stack.py (the Temporal dev server, the
+worker and codec server processes, the `temporal` CLI against them) or inject faults
+(tests/faults). The time-skipping test server (`env`) and the embedded PostgreSQL belong to
+the fast lane. Nobody has to remember the marker:
+
+- A test is marked e2e at collection when its fixture closure reaches one of `E2E_FIXTURES`,
+  however indirectly (`mpr` -> `worker` -> `temporal_address`), the definitions being told
+  apart by module, so a fast test's own `worker` or `releases` fixture does not count.
+  A new fixture that starts a server goes into `E2E_FIXTURES`, or depends on one of them.
+- A module that starts a server without such a fixture says so with
+  `pytestmark = pytest.mark.e2e`.
+- Should one forget both, the test fails instead of slowing the fast lane down: a test not
+  marked e2e may not spawn `temporal` (server or CLI), `tctl`, the worker (`workers.main`) or
+  the whole stack (`mpr.infra.stack`), nor call `WorkflowEnvironment.start_local`.
 """
 
+import os
+import re
 import shutil
+import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -33,6 +53,91 @@ from tests.stack import (  # noqa: F401  (fixtures shared by every directory)
 
 TEST_DATABASE = "mpr_test"
 SEED_SCHEMA = "test_seed"
+
+# The fixtures that start the real stack or its fault-injecting twin, by module and name.
+E2E_FIXTURES = {
+    ("tests.stack", "temporal_address"),
+    ("tests.stack", "codec_server"),
+    ("tests.stack", "worker"),
+    ("tests.stack", "temporal_cli"),
+    ("tests.faults.conftest", "fault_temporal"),
+    ("tests.faults.conftest", "fault_postgres"),
+}
+# What a test outside the e2e lane may not start: the `temporal` CLI (its dev server included,
+# not temporal-test-server), tctl, the worker process and `make up`'s stack.
+SERVER_COMMAND = re.compile(
+    r"(?:^|[\s/'\"])(?:temporal|tctl)(?=['\"]?(?:\s|$))|\bworkers\.main\b|\bmpr\.infra\.stack\b"
+)
+
+
+def _fixtures_used(item: pytest.Item) -> Iterable[Any]:
+    """The fixture definitions the test runs, an overriding fixture's overridden one included
+    when it asks for it."""
+    info = getattr(item, "_fixtureinfo", None)  # pytest's own record of what the test uses
+    name2fixturedefs = info.name2fixturedefs if info else {}
+    for name in getattr(item, "fixturenames", ()):
+        for definition in reversed(name2fixturedefs.get(name, ())):
+            yield definition
+            if name not in definition.argnames:
+                break
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any((definition.func.__module__, definition.argname) in E2E_FIXTURES
+               for definition in _fixtures_used(item)):
+            item.add_marker(pytest.mark.e2e)
+
+
+_fast_test: str | None = None  # the node id of the running test while it is not an e2e one
+
+
+def _not_e2e(what: str) -> RuntimeError:
+    return RuntimeError(
+        f"{_fast_test} starts {what} but is not marked e2e: take the server from a fixture of "
+        "tests/stack.py or add `pytestmark = pytest.mark.e2e` (tests/conftest.py, test lanes)"
+    )
+
+
+def _refuse_servers_outside_e2e(event: str, args: tuple[Any, ...]) -> None:
+    if event != "subprocess.Popen" or _fast_test is None:
+        return
+    command = args[1]
+    line = " ".join(map(os.fsdecode, command if isinstance(command, list | tuple)
+                        else [command]))
+    if SERVER_COMMAND.search(line):
+        raise _not_e2e(f"`{line[:200]}`")
+
+
+_patches = pytest.MonkeyPatch()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Audit hooks cannot be removed; this one only acts while _fast_test is set.
+    sys.addaudithook(_refuse_servers_outside_e2e)
+    # start_local runs the dev server from the SDK's core, not through subprocess.
+    start_local = WorkflowEnvironment.start_local
+
+    def refusing(cls: type[WorkflowEnvironment], *args: Any, **kwargs: Any) -> Any:
+        if _fast_test is not None:
+            raise _not_e2e("WorkflowEnvironment.start_local")
+        return start_local(*args, **kwargs)
+
+    _patches.setattr(WorkflowEnvironment, "start_local", classmethod(refusing))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _patches.undo()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    global _fast_test
+    _fast_test = None if item.get_closest_marker("e2e") else item.nodeid
+    try:
+        return (yield)
+    finally:
+        _fast_test = None
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Reading the README's cookbooks and running their `temporal` lines against the test stack."""
+"""Reading the cookbooks (docs/release-cookbook.md, docs/mini-service-cookbook.md) and running
+their `temporal` lines against the test stack."""
 
 import os
 import re
@@ -9,13 +10,16 @@ from pathlib import Path
 from mpr.infra.servers import temporal_binary
 from tests.stack import WorkerProcess
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+RELEASE_COOKBOOK = DOCS / "release-cookbook.md"
+SERVICE_COOKBOOK = DOCS / "mini-service-cookbook.md"
+PRODUCTION = DOCS / "production.md"
 
 
-def cookbook(heading: str) -> dict[str, list[str]]:
-    """Command lines of the cookbook under `heading`, grouped under the `# name:` comment that
-    heads them (continued lines joined)."""
-    section = README.read_text().split(heading, 1)[1].split("\n## ", 1)[0]
+def cookbook(document: Path) -> dict[str, list[str]]:
+    """Command lines of the cookbook `document` (the whole file is the cookbook), grouped under
+    the `# name:` comment that heads them (continued lines joined)."""
+    section = document.read_text()
     groups: dict[str, list[str]] = {}
     current: str | None = None
     for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL):

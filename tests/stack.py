@@ -39,7 +39,7 @@ from mpr.infra.servers import (
 )
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import data_converter
-from starters.client import ReleaseClient
+from starters.releases import ReleaseClient
 from tests.mpr_runner import Mpr, mpr_runner
 
 CONTINUE_AS_NEW_AFTER_EVENTS = 400

@@ -28,7 +28,8 @@ from workers.main import GRACEFUL_SHUTDOWN
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-README = (ROOT / "README.md").read_text()
+# Where running the stack is documented: its services and ports, and every setting.
+PRODUCTION = (ROOT / "docs" / "production.md").read_text()
 SETTINGS_SOURCE = (ROOT / "mpr" / "infra" / "settings.py").read_text()
 # What a user exports before `docker compose`; any value will do for checking the file.
 COMPOSE_ENV = {"MPR_PAYLOAD_KEYS": "check:" + "A" * 43 + "="}
@@ -89,7 +90,7 @@ def test_docker_compose_accepts_the_file() -> None:
 def test_compose_refuses_to_run_without_payload_keys() -> None:
     refused = docker_compose("config", "--quiet")
     assert refused.returncode != 0
-    assert "MPR_PAYLOAD_KEYS" in refused.stderr and "see README" in refused.stderr
+    assert "MPR_PAYLOAD_KEYS" in refused.stderr and "see docs/security.md" in refused.stderr
 
 
 REQUIRED_FROM_ENVIRONMENT = re.compile(r"\$\{MPR_PAYLOAD_KEYS:\?[^}]+\}")
@@ -130,8 +131,8 @@ def test_the_worker_reads_every_variable_it_is_given_and_serves_the_task_queue()
 
 def test_every_variable_of_the_settings_module_is_documented() -> None:
     undocumented = {name for name in variables_read_by_settings() - {"MPR_DATA_DIR"}
-                    if f"`{name}`" not in README}
-    assert not undocumented, f"README does not explain {undocumented}"
+                    if f"`{name}`" not in PRODUCTION}
+    assert not undocumented, f"docs/production.md does not explain {undocumented}"
 
 
 def test_search_attributes_are_registered_as_the_workflows_expect() -> None:
@@ -225,14 +226,14 @@ def test_admin_tools_offer_tctl_and_the_temporal_cli() -> None:
 
 
 def test_every_published_port_is_documented() -> None:
-    production = README.split("## Running in production", 1)[1]
     for name, definition in stack()["services"].items():
         for port in definition.get("ports", []):
             published = port.get("published") if isinstance(port, dict) else \
                 port.split(":")[-2] if port.count(":") else None
             target = port["target"] if isinstance(port, dict) else port.split(":")[-1]
             shown = published or target
-            assert f"`{shown}`" in production, f"{name}'s port {shown} is not in the README"
+            assert f"`{shown}`" in PRODUCTION, \
+                f"{name}'s port {shown} is not in docs/production.md"
 
 
 # --- the image -------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def check_payload_keys(settings: Settings) -> Finding:
                     "stored in Temporal in plain text")
     if settings.payload_keys is None:
         return fail("payload keys", "MPR_PAYLOAD_KEYS is not set: the worker refuses to start "
-                    "without it (README, Personal data)")
+                    "without it (docs/security.md)")
     try:
         key_ids = payload_codec(settings).keys.key_ids
     except PayloadKeyError as error:

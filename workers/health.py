@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mpr.infra.exit_codes import FAILURE, OK
 from mpr.infra.settings import Settings
 
 TOUCH_EVERY_SECONDS = 5.0
@@ -63,12 +64,12 @@ def main() -> int:
     if settings.health_file is None:
         print("WORKER_HEALTH_FILE is not set: the worker writes no health file",
               file=sys.stderr)
-        return 1
+        return FAILURE
     problem = health_problem(settings.health_file, time.time())
     if problem:
         print(problem, file=sys.stderr)
-        return 1
-    return 0
+        return FAILURE
+    return OK
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Runs the MiniProgramRelease and MiniServiceRelease workflows and their activities on
 TEMPORAL_TASK_QUEUE until SIGTERM or SIGINT, then drains: in-flight activities get the graceful
-shutdown timeout to finish. Several workers may serve one task queue (README, Scale-out).
+shutdown timeout to finish. Several workers may serve one task queue (docs/production.md).
 
 `python -m workers.main --check` connects to Temporal and PostgreSQL, reports what it found
 and exits (workers.check).
@@ -30,11 +30,13 @@ from activities.release.catalog import CatalogActivities
 from activities.release.compatibility import CompatibilityActivities, load_tables
 from mpr.catalog.db import apply_migrations, create_pool
 from mpr.infra.codec import PayloadKeyError
-from mpr.infra.entrypoint import run_and_exit
+from mpr.infra.entrypoint import EntryPointError, reaching_database, run_and_exit
+from mpr.infra.exit_codes import FAILURE, OK
 from mpr.infra.logging import configure_logging, get_logger
-from mpr.infra.settings import Settings
+from mpr.infra.settings import Settings, SettingsError
 from mpr.infra.temporal import (
     TemporalSettingsError,
+    TemporalUnreachable,
     connect,
     metrics_runtime,
     payload_codec,
@@ -43,8 +45,7 @@ from mpr.infra.temporal import (
 from workers.check import failed, run_checks
 from workers.health import keep_touching
 from workers.log_context import LogContextInterceptor
-from workflows.mini_service import MiniServiceRelease
-from workflows.release import MiniProgramRelease
+from workflows import worker_workflows
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 log = get_logger(__name__)
@@ -59,7 +60,7 @@ def build_worker(
     extra_activities: Sequence[Callable[..., Any]] = (),
 ) -> Worker:
     """The release worker; `extra_*` register more on the same task queue (bench/worker.py)."""
-    workflows = [MiniProgramRelease, MiniServiceRelease, *extra_workflows]
+    workflows = [*worker_workflows().values(), *extra_workflows]
     write_workflow_bytecode(workflows)
     builds = BuildActivities(settings.artifact_dir, settings.build_source_roots)
     compatibility = CompatibilityActivities(load_tables())
@@ -117,16 +118,16 @@ def payload_key_ids(settings: Settings) -> list[str]:
     """The ids of the payload keys, checked before anything starts: a worker without keys
     would write personal data into Temporal histories in plain text."""
     if settings.payload_encryption and settings.payload_keys is None:
-        raise SystemExit(
+        raise EntryPointError(
             "the worker refuses to start: MPR_PAYLOAD_KEYS is not set, and the worker would "
             "write personal data into Temporal in plain text. Export the payload keys "
-            "(`make up` keeps them in .data/payload-keys; see README, Personal data), or set "
-            "MPR_PAYLOAD_ENCRYPTION=off to run without encryption."
+            "(`make up` keeps them in .data/payload-keys; see docs/security.md), or set "
+            "MPR_PAYLOAD_ENCRYPTION=off to run without encryption.", FAILURE
         )
     try:
         return payload_codec(settings).keys.key_ids
     except PayloadKeyError as error:
-        raise SystemExit(f"the worker refuses to start: {error}") from None
+        raise EntryPointError(f"the worker refuses to start: {error}", FAILURE) from None
 
 
 async def run_worker(
@@ -137,6 +138,7 @@ async def run_worker(
     extra_activities: Sequence[Callable[..., Any]] = (),
 ) -> None:
     key_ids = payload_key_ids(settings)
+    database_url = settings.require_database_url()  # settings first: nothing is reached yet
     if not settings.payload_encryption:
         log.warning("payload encryption is off (MPR_PAYLOAD_ENCRYPTION=off): new payloads, "
                     "personal data included, are stored in Temporal in plain text")
@@ -144,14 +146,18 @@ async def run_worker(
         runtime = (metrics_runtime(settings.metrics_address) if settings.metrics_address
                    else None)
     except ValueError as error:  # e.g. the port is taken
-        raise SystemExit(f"the worker cannot serve metrics on METRICS_ADDRESS="
-                         f"{settings.metrics_address}: {error}") from None
+        raise EntryPointError(f"the worker cannot serve metrics on METRICS_ADDRESS="
+                              f"{settings.metrics_address}: {error}", FAILURE) from None
     try:
         client = await connect(settings, runtime)
-    except (ConnectionError, TemporalSettingsError) as error:
-        raise SystemExit(f"the worker cannot start: {error} "
-                         "(`python -m workers.main --check` tells more)") from None
-    pool = await create_pool(settings.require_database_url())
+    except TemporalSettingsError as error:
+        raise EntryPointError(f"the worker cannot start: {error}", FAILURE) from None
+    except TemporalUnreachable as error:
+        raise EntryPointError(f"the worker cannot start: {error}; `python -m workers.main "
+                              "--check` tells more", FAILURE) from None
+    with reaching_database(database_url, "check DATABASE_URL; `python -m workers.main --check` "
+                                         "tells more"):
+        pool = await create_pool(database_url)
     try:
         await apply_migrations(pool)
         await ensure_search_attributes(client)
@@ -183,7 +189,7 @@ async def run_worker(
                 await running
             except Exception as error:  # the SDK's own, e.g. a namespace deleted under it
                 log.exception("worker failed")
-                raise SystemExit(f"the worker stopped: {error}") from error
+                raise EntryPointError(f"the worker stopped: {error}", FAILURE) from error
         finally:
             if health is not None:
                 health.cancel()
@@ -200,10 +206,10 @@ async def ensure_search_attributes(client: Client) -> None:
     try:
         added = await register_search_attributes(client)
     except RPCError as error:
-        raise SystemExit(
+        raise EntryPointError(
             f"cannot check or register the release search attributes in namespace "
             f"{client.namespace}: {error.message}; register them with "
-            "`temporal operator search-attribute create` (see docker-compose.yml)"
+            "`temporal operator search-attribute create` (see docker-compose.yml)", FAILURE
         ) from error
     if added:
         log.info("search attributes registered", names=added)
@@ -213,7 +219,7 @@ async def check(settings: Settings) -> int:
     findings = await run_checks(settings)
     for finding in findings:
         print(finding.line())
-    return 1 if failed(findings) else 0
+    return FAILURE if failed(findings) else OK
 
 
 def main(
@@ -229,8 +235,8 @@ def main(
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-    except ValueError as error:
-        raise SystemExit(f"the worker's settings are invalid: {error}") from None
+    except SettingsError as error:
+        raise EntryPointError(f"the worker's settings are invalid: {error}", FAILURE) from None
     if args.check:
         return asyncio.run(check(settings))
     configure_logging(settings.log_level, settings.log_format)
@@ -246,7 +252,7 @@ def main(
                          extra_activities=extra_activities)
 
     asyncio.run(serve())
-    return 0
+    return OK
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from mpr.catalog.admin import (
 )
 from mpr.catalog.db import apply_migrations
 from mpr.catalog.rollout import resolve_version_detail
-from mpr.cli import CliError, Subcommands, add_json_flag, emit, open_catalog, table
+from mpr.cli.catalog_access import open_catalog
+from mpr.cli.output import CliError, Subcommands, add_json_flag, emit, table
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import Environment, Reviewer, TargetAppPolicy
 from mpr.infra.exit_codes import USAGE

@@ -4,7 +4,7 @@ keys and want the Web UI or `temporal --codec-endpoint` to show decrypted payloa
 import argparse
 import asyncio
 
-from mpr.cli import CliError, Subcommands
+from mpr.cli.output import CliError, Subcommands
 from mpr.infra.codec import PayloadKeyError
 from mpr.infra.codec_server import start
 from mpr.infra.exit_codes import USAGE

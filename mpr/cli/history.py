@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC
@@ -35,16 +36,17 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from mpr.cli import CliError, Subcommands
+from mpr.cli.output import CliError, Subcommands
 from mpr.domain.core.redaction import redact
+from mpr.domain.mini_service.models import ServiceStart, mini_service_id
 from mpr.domain.release.models import Environment, StartInput
 from mpr.domain.release.release_id import release_id
 from mpr.infra.codec import EncryptionCodec, PayloadKeyError, payloads_in
 from mpr.infra.exit_codes import FAILURE, NOT_FOUND, USAGE
 from mpr.infra.settings import Settings
-from mpr.infra.temporal import PAYLOAD_CONVERTER, connect, data_converter, payload_codec
+from mpr.infra.temporal import PAYLOAD_CONVERTER, connect, payload_codec, replay_data_converter
 from starters.releases import release_id_of
-from workflows.release import WORKFLOW_TYPE, MiniProgramRelease
+from workflows import mini_service, release, worker_workflows
 
 PLACEHOLDER_WORKFLOW_ID = "replayed-workflow"
 SUMMARY_LENGTH = 120
@@ -448,10 +450,13 @@ _DETAILS: dict[str, Detail] = {
 
 async def _replay(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
-    history = _load(args.file, args.workflow_id, payload_codec(settings))
+    codec = payload_codec(settings)
+    history = _load(args.file, args.workflow_id, codec)
+    _check_keys(args.file, history, codec)
     replayer = Replayer(
-        workflows=[MiniProgramRelease],
-        data_converter=data_converter(settings),
+        workflows=list(worker_workflows().values()),  # every workflow the worker runs
+        # Without MPR_PAYLOAD_KEYS, a history of plain payloads replays all the same.
+        data_converter=replay_data_converter(settings),
         # The SDK core would log the failing task to the console as well.
         runtime=Runtime(telemetry=TelemetryConfig(logging=None)),
     )
@@ -470,6 +475,17 @@ def _core_message(error: Exception) -> str:
     """The failure's message, without the SDK core's debug dump (and stack trace) around it."""
     found = CORE_FAILURE_MESSAGE.search(str(error))
     return found.group(1) if found else str(error)
+
+
+def _check_keys(path: Path, history: WorkflowHistory, codec: EncryptionCodec) -> None:
+    """Every payload of the history can be read: one line naming the key that is missing,
+    rather than the replay failing on the first payload it cannot decrypt."""
+    for event in history.events:
+        for payload in payloads_in(event):
+            try:
+                codec.decrypt(payload)
+            except PayloadKeyError as error:
+                raise CliError(f"cannot replay {path}: {error}", FAILURE) from None
 
 
 def _load(path: Path, workflow_id: str | None, codec: EncryptionCodec) -> WorkflowHistory:
@@ -493,34 +509,55 @@ def _load(path: Path, workflow_id: str | None, codec: EncryptionCodec) -> Workfl
     if not started.HasField("workflow_execution_started_event_attributes"):
         raise CliError(f"{not_history}: it does not begin with WorkflowExecutionStarted")
     workflow_type = _started(started).workflow_type.name
-    if workflow_type != WORKFLOW_TYPE:
-        raise CliError(f"{path} is a history of {workflow_type}, not {WORKFLOW_TYPE}")
+    known = worker_workflows()
+    if workflow_type not in known:
+        raise CliError(f"{path} is a history of {workflow_type}, not {' or '.join(known)}")
     return WorkflowHistory(workflow_id or _recorded_workflow_id(started, codec), history.events)
 
 
+def _release_id(start: Any) -> str:
+    return release_id_of(StartInput.model_validate(start))
+
+
+def _service_id(start: Any) -> str:
+    request = ServiceStart.model_validate(start)
+    return mini_service_id(request.super_app, request.version_no)
+
+
+# The workflow id each workflow type expects for its start input (each checks its own).
+_WORKFLOW_IDS: dict[str, Callable[[Any], str]] = {
+    release.WORKFLOW_TYPE: _release_id,
+    mini_service.WORKFLOW_TYPE: _service_id,
+}
+
+
 def _recorded_workflow_id(started: HistoryEvent, codec: EncryptionCodec) -> str:
-    """The workflow id matters: a release checks its own id against its input. Newer servers
-    record it in the start event; otherwise it follows from the start input."""
+    """The workflow id matters: a release or mini service checks its own id against its
+    input. Newer servers record it in the start event; otherwise it follows from the input."""
     attributes = _started(started)
     if attributes.workflow_id:
         return str(attributes.workflow_id)
+    from_input = _WORKFLOW_IDS.get(attributes.workflow_type.name)
     try:
         start = _values(codec.decrypt_all(attributes.input.payloads))[0]
-        return release_id_of(StartInput.model_validate(start))
+        return from_input(start) if from_input else PLACEHOLDER_WORKFLOW_ID
     except (ValidationError, IndexError, PayloadKeyError):
         return PLACEHOLDER_WORKFLOW_ID
 
 
 @contextmanager
 def _quiet_sdk_logs() -> Iterator[None]:
-    """The SDK logs a failing workflow task with its traceback; the verdict says it in one line.
-    (A handler of its own keeps Python's last-resort handler from printing the records.)"""
+    """The SDK logs a failing workflow task with its traceback, and warns of what a failing
+    workflow left unfinished; the verdict says it in one line. (A handler of its own keeps
+    Python's last-resort handler from printing the records.)"""
     sdk = logging.getLogger("temporalio")
     silence = logging.NullHandler()
     propagate, sdk.propagate = sdk.propagate, False
     sdk.addHandler(silence)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
         sdk.removeHandler(silence)
         sdk.propagate = propagate

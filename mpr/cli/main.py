@@ -16,18 +16,14 @@ from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mpr.catalog import CatalogError
-from mpr.cli import CliError, Subcommands, admin, codec, history, releases, services
+from mpr.cli import admin, codec, history, releases, services
+from mpr.cli.output import CliError, Subcommands
 from mpr.infra.codec import PayloadKeyError
-from mpr.infra.entrypoint import run_and_exit
-from mpr.infra.exit_codes import FAILURE, INTERRUPTED, NOT_FOUND, REFUSED, TIMED_OUT, USAGE
+from mpr.infra.entrypoint import expected_failure, run_and_exit
+from mpr.infra.exit_codes import FAILURE, INTERRUPTED, NOT_FOUND, OK, REFUSED, TIMED_OUT, USAGE
 from mpr.infra.temporal import TemporalSettingsError
-from starters.client import (
-    CommandRefused,
-    ReleaseClientError,
-    ReleaseFinished,
-    ReleaseNotFound,
-    StageTimeout,
-)
+from starters.errors import ClientError, WorkflowFinished, WorkflowNotFound, WorkflowRefused
+from starters.releases import StageTimeout
 
 CANCELLATION_GRACE_SECONDS = 0.1
 
@@ -40,10 +36,11 @@ COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (
     codec.register,
 )
 
-CLIENT_ERROR_CODES: tuple[tuple[type[ReleaseClientError], int], ...] = (
-    (CommandRefused, REFUSED),
-    (ReleaseFinished, REFUSED),
-    (ReleaseNotFound, NOT_FOUND),
+# By the neutral errors (starters.errors), so that releases and mini services answer alike.
+CLIENT_ERROR_CODES: tuple[tuple[type[ClientError], int], ...] = (
+    (WorkflowRefused, REFUSED),
+    (WorkflowFinished, REFUSED),
+    (WorkflowNotFound, NOT_FOUND),
     (StageTimeout, TIMED_OUT),
 )
 
@@ -78,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error), error.exit_code)
     except ValidationError as error:
         return _fail(f"invalid input: {_describe(error)}", USAGE)
-    except ReleaseClientError as error:
+    except ClientError as error:
         return _fail(str(error), _client_error_code(error))
     except ConnectionError as error:  # infra.temporal.connect: the message names the address
         return _fail(str(error), FAILURE)
@@ -100,7 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"the catalog database is not migrated ({error}): run `mpr migrate`", FAILURE)
     except asyncpg.PostgresError as error:
         return _fail(f"the catalog database refused the request: {error}", FAILURE)
-    return 0
+    except Exception as error:  # what every entry point expects (a setting unusable, say)
+        failure = expected_failure(error)
+        if failure is None:
+            raise  # a bug: its traceback
+        return _fail(str(failure), failure.exit_code)
+    return OK
 
 
 def _run(command: Coroutine[Any, Any, None]) -> None:
@@ -115,7 +117,7 @@ def _run(command: Coroutine[Any, Any, None]) -> None:
             raise
 
 
-def _client_error_code(error: ReleaseClientError) -> int:
+def _client_error_code(error: ClientError) -> int:
     return next((code for kind, code in CLIENT_ERROR_CODES if isinstance(error, kind)), FAILURE)
 
 

@@ -23,9 +23,7 @@ finished), 4 no such release, 5 timed out waiting, 130 interrupted.
 
 import argparse
 import asyncio
-import getpass
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import aclosing
@@ -34,14 +32,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from mpr.cli import CliError, Handler, Subcommands, add_json_flag, emit, table
-from mpr.domain.release.commands import COMMANDS
+from mpr.cli.arguments import Payload, actor, add_actor, given, no_arguments, no_payload
+from mpr.cli.output import CliError, Handler, Subcommands, add_json_flag, emit, table, when
 from mpr.domain.release.models import Environment, Reviewer, StartInput
+from mpr.domain.release.rules import RELEASE
 from mpr.domain.release.stages import Stage
 from mpr.domain.release.state import ReleaseStatus
 from mpr.infra.exit_codes import USAGE
 from mpr.infra.settings import Settings
-from starters.client import (
+from starters.releases import (
     DEFAULT_LIST_LIMIT,
     ReleaseClient,
     ReleaseFinished,
@@ -55,8 +54,6 @@ SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SPINNER_TICK_SECONDS = 0.1
 PLAIN_PROGRESS_EVERY_SECONDS = 10.0
 
-Payload = dict[str, Any]
-
 
 def register(commands: Subcommands) -> None:
     _register_start(commands)
@@ -67,7 +64,7 @@ def register(commands: Subcommands) -> None:
         parser = commands.add_parser(spec.cli_name, help=spec.help)
         spec.arguments(parser)
         _add_release(parser)
-        _add_actor(parser)
+        add_actor(parser)
         add_json_flag(parser)
         parser.set_defaults(handler=_sender(spec))
 
@@ -106,15 +103,6 @@ def _release_ref(args: argparse.Namespace) -> ReleaseRef:
         raise CliError(f"missing {', '.join(missing)} to name the release", USAGE)
     return ReleaseRef(mini_program_id=args.program, version=args.version, target_app=args.app,
                       environment=args.env or Environment.PRODUCTION)
-
-
-def _add_actor(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", help="who is asking (default: $MPR_ACTOR, else your "
-                                        "operating system user name)")
-
-
-def _actor(args: argparse.Namespace) -> str:
-    return str(args.actor or os.environ.get("MPR_ACTOR") or getpass.getuser())
 
 
 def _stage(value: str) -> Stage:
@@ -171,7 +159,7 @@ def _register_start(commands: Subcommands) -> None:
                        help="wait until the release reaches STAGE")
     start.add_argument("--timeout", type=float, default=DEFAULT_WAIT_SECONDS,
                        help=f"seconds --wait waits (default {DEFAULT_WAIT_SECONDS:.0f})")
-    _add_actor(start)
+    add_actor(start)
     add_json_flag(start)
     start.set_defaults(handler=_start)
 
@@ -183,7 +171,7 @@ async def _start(args: argparse.Namespace) -> None:
     request = StartInput.model_validate({
         "mini_program_id": args.program, "version": args.version, "target_app": args.app,
         "environment": args.env, "workspace_id": args.workspace,
-        "requested_by": _actor(args), "source": _absolute(args.source), "config": config,
+        "requested_by": actor(args), "source": _absolute(args.source), "config": config,
     })
     releases = await _connect()
     ref = await releases.start(request)
@@ -210,10 +198,6 @@ async def _status(args: argparse.Namespace) -> None:
     emit(args, status.model_dump(mode="json"), status_text(status))
 
 
-def _when(at: datetime | None) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "-"
-
-
 def _ladder(status: ReleaseStatus) -> str:
     steps = [f"[{step}]" if step == status.percent else str(step)
              for step in status.grayscale_ladder]
@@ -226,9 +210,9 @@ def _reviews(status: ReleaseStatus) -> Iterator[str]:
         approval = status.approvals.get(reviewer)
         if approval:
             comment = f": {approval.comment}" if approval.comment else ""
-            yield f"{reviewer}: approved by {approval.actor} at {_when(approval.at)}{comment}"
+            yield f"{reviewer}: approved by {approval.actor} at {when(approval.at)}{comment}"
         elif rejection and rejection.reviewer is reviewer:
-            yield (f"{reviewer}: rejected by {rejection.actor} at {_when(rejection.at)}: "
+            yield (f"{reviewer}: rejected by {rejection.actor} at {when(rejection.at)}: "
                    f"{rejection.reason}")
         elif status.stage is Stage.UNDER_REVIEW:
             yield f"{reviewer}: waiting"
@@ -275,12 +259,12 @@ def status_text(status: ReleaseStatus) -> str:
         ("compatibility", list(_compatibility(status))),
         ("build error", (status.build_error or "-").splitlines()),
         ("last refusal", [f"{rejection.command} by {rejection.actor or 'the system'} at "
-                          f"{_when(rejection.at)}: {rejection.reason}" if rejection else "-"]),
+                          f"{when(rejection.at)}: {rejection.reason}" if rejection else "-"]),
         ("previous stable", [status.previous_stable_version or "-"]),
-        ("created", [_when(status.created_at)]),
-        ("stage since", [_when(status.stage_changed_at)]),
-        ("updated", [_when(status.updated_at)]),
-        ("released", [_when(status.released_at)]),
+        ("created", [when(status.created_at)]),
+        ("stage since", [when(status.stage_changed_at)]),
+        ("updated", [when(status.updated_at)]),
+        ("released", [when(status.released_at)]),
     ]
     if status.cancel_reason:
         rows.insert(3, ("cancel reason", [status.cancel_reason]))
@@ -316,8 +300,8 @@ async def _list(args: argparse.Namespace) -> None:
                                     environment=args.env, limit=args.limit)
     except ValueError as error:
         raise CliError(str(error), USAGE) from None
-    rows = [[s.release_id, s.stage or "", f"{s.percent}%", s.status, _when(s.start_time),
-             _when(s.close_time) if s.close_time else ""] for s in found]
+    rows = [[s.release_id, s.stage or "", f"{s.percent}%", s.status, when(s.start_time),
+             when(s.close_time) if s.close_time else ""] for s in found]
     emit(args, [s.model_dump(mode="json") for s in found],
          table(["RELEASE", "STAGE", "PERCENT", "STATUS", "STARTED", "CLOSED"], rows))
 
@@ -422,26 +406,13 @@ def _sender(spec: OperatorCommand) -> Handler:
     async def send(args: argparse.Namespace) -> None:
         ref = _release_ref(args)
         # Validated here so that a typo is a usage error before anything is sent.
-        command = COMMANDS[spec.command].model_validate({"actor": _actor(args),
+        command = RELEASE.commands[spec.command].model_validate({"actor": actor(args),
                                                          **spec.payload(args)})
         status = await (await _connect()).command(ref, spec.command, command)
         emit(args, status.model_dump(mode="json"),
              f"{spec.command} accepted: {status.release_id}  {_position(status)}")
 
     return send
-
-
-def _no_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command takes nothing but the release and the actor."""
-
-
-def _no_payload(args: argparse.Namespace) -> Payload:
-    return {}
-
-
-def _given(**fields: Any) -> Payload:
-    """The fields the user gave; absent ones stay absent (they mean "keep")."""
-    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _basic_info_arguments(parser: argparse.ArgumentParser) -> None:
@@ -455,8 +426,8 @@ def _basic_info_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _basic_info_payload(args: argparse.Namespace) -> Payload:
-    basic_info = _given(name=args.name, description=args.description, icon=args.icon)
-    return _given(basic_info=basic_info or None, server_domain_whitelist=args.server_domain,
+    basic_info = given(name=args.name, description=args.description, icon=args.icon)
+    return given(basic_info=basic_info or None, server_domain_whitelist=args.server_domain,
                   h5_domain_whitelist=args.h5_domain)
 
 
@@ -471,9 +442,9 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_payload(args: argparse.Namespace) -> Payload:
-    compatibility = _given(operating_systems=args.os, networks=args.network,
+    compatibility = given(operating_systems=args.os, networks=args.network,
                            device_tiers=args.tier)
-    patch = {**_basic_info_payload(args), **_given(compatibility=compatibility or None)}
+    patch = {**_basic_info_payload(args), **given(compatibility=compatibility or None)}
     if args.json_config:
         if patch:
             raise CliError("give either --json-config or the config options, not both", USAGE)
@@ -490,7 +461,7 @@ def _rebuild_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _rebuild_payload(args: argparse.Namespace) -> Payload:
-    return _given(source=_absolute(args.source) if args.source else None)
+    return given(source=_absolute(args.source) if args.source else None)
 
 
 def _reviewer_arguments(parser: argparse.ArgumentParser, *, reason: bool) -> None:
@@ -503,7 +474,7 @@ def _reviewer_arguments(parser: argparse.ArgumentParser, *, reason: bool) -> Non
 
 
 def _approve_payload(args: argparse.Namespace) -> Payload:
-    return _given(reviewer=args.reviewer, comment=args.comment)
+    return given(reviewer=args.reviewer, comment=args.comment)
 
 
 def _reject_payload(args: argparse.Namespace) -> Payload:
@@ -542,7 +513,7 @@ def _reason_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _reason_payload(args: argparse.Namespace) -> Payload:
-    return _given(reason=args.reason)
+    return given(reason=args.reason)
 
 
 OPERATOR_COMMANDS = (
@@ -551,7 +522,7 @@ OPERATOR_COMMANDS = (
     OperatorCommand("rebuild", "rebuild", "build the package again", _rebuild_arguments,
                     _rebuild_payload),
     OperatorCommand("retest", "retest_compatibility", "run the compatibility tests again",
-                    _no_arguments, _no_payload),
+                    no_arguments, no_payload),
     OperatorCommand("apply", "apply_release", "apply for review", _basic_info_arguments,
                     _basic_info_payload),
     OperatorCommand("approve", "approve_review", "approve the review",
@@ -562,12 +533,12 @@ OPERATOR_COMMANDS = (
                     _whitelist_arguments, _whitelist_payload),
     OperatorCommand("grayscale", "set_grayscale", "roll out to PERCENT of users",
                     _grayscale_arguments, _grayscale_payload),
-    OperatorCommand("full", "full_release", "release to every user", _no_arguments,
-                    _no_payload),
+    OperatorCommand("full", "full_release", "release to every user", no_arguments,
+                    no_payload),
     OperatorCommand("cancel-grayscale", "cancel_grayscale", "stop the grayscale (CANCELED)",
                     _reason_arguments, _reason_payload),
     OperatorCommand("reset", "reset_grayscale", "back to RELEASE_PREPARATION at 0%%",
-                    _no_arguments, _no_payload),
+                    no_arguments, no_payload),
     OperatorCommand("cancel", "cancel_release", "withdraw the release (CANCELED)",
                     _reason_arguments, _reason_payload),
 )

@@ -20,19 +20,17 @@ import argparse
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from mpr.catalog.admin import require_target_app
 from mpr.catalog.mini_services import list_service_versions, resolve_mini_service_detail
-from mpr.cli import CliError, Handler, Subcommands, add_json_flag, emit, open_catalog, table
-from mpr.cli.releases import _actor, _add_actor, _given, _when
-from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+from mpr.cli.arguments import Payload, actor, add_actor, given, no_arguments, no_payload
+from mpr.cli.catalog_access import open_catalog
+from mpr.cli.output import CliError, Handler, Subcommands, add_json_flag, emit, table, when
 from mpr.domain.mini_service.models import MiniServiceStatus, ServiceStatus
+from mpr.domain.mini_service.rules import MINI_SERVICE
 from mpr.infra.exit_codes import USAGE
 from mpr.infra.settings import Settings
 from starters.mini_services import MiniServiceClient, ServiceRef
-
-Payload = dict[str, Any]
 
 
 def register(commands: Subcommands) -> None:
@@ -44,7 +42,7 @@ def register(commands: Subcommands) -> None:
         parser = actions.add_parser(spec.cli_name, help=spec.help)
         spec.arguments(parser)
         _add_version(parser)
-        _add_actor(parser)
+        add_actor(parser)
         add_json_flag(parser)
         parser.set_defaults(handler=_sender(spec))
 
@@ -118,7 +116,7 @@ def _translations(pairs: list[tuple[str, str]] | None, flag: str) -> dict[str, s
 def _register_versions(actions: Subcommands) -> None:
     create = actions.add_parser("create", help="a new DRAFT version (the four default sections)")
     create.add_argument("--app", required=True, help="super app")
-    _add_actor(create)
+    add_actor(create)
     add_json_flag(create)
     create.set_defaults(handler=_create)
 
@@ -127,21 +125,21 @@ def _register_versions(actions: Subcommands) -> None:
     duplicate.add_argument("--app", required=True, help="super app")
     duplicate.add_argument("--from", dest="source", type=int, required=True, metavar="VERSION",
                            help="the version to copy")
-    _add_actor(duplicate)
+    add_actor(duplicate)
     add_json_flag(duplicate)
     duplicate.set_defaults(handler=_duplicate)
 
 
 async def _create(args: argparse.Namespace) -> None:
     async with _client(catalog=True) as services:
-        version_no = await services.create(args.app, _actor(args))
+        version_no = await services.create(args.app, actor(args))
         status = await services.status(args.app, version_no)
     emit(args, status.model_dump(mode="json"), f"{status.workflow_id}  {_position(status)}")
 
 
 async def _duplicate(args: argparse.Namespace) -> None:
     async with _client(catalog=True) as services:
-        version_no = await services.duplicate(args.app, args.source, _actor(args))
+        version_no = await services.duplicate(args.app, args.source, actor(args))
         status = await services.status(args.app, version_no)
     emit(args, status.model_dump(mode="json"),
          f"{status.workflow_id}  {_position(status)} (duplicate of version {args.source})")
@@ -199,12 +197,12 @@ def status_text(status: MiniServiceStatus) -> str:
         ("duplicated from", f"version {status.duplicated_from}"
                             if status.duplicated_from else "-"),
         ("last refusal", f"{rejection.command} by {rejection.actor or 'the system'} at "
-                         f"{_when(rejection.at)}: {rejection.reason}" if rejection else "-"),
+                         f"{when(rejection.at)}: {rejection.reason}" if rejection else "-"),
         ("events", str(status.audit_count)),
-        ("created", _when(status.created_at)),
-        ("status since", _when(status.status_changed_at)),
-        ("updated", _when(status.updated_at)),
-        ("released", _when(status.released_at)),
+        ("created", when(status.created_at)),
+        ("status since", when(status.status_changed_at)),
+        ("updated", when(status.updated_at)),
+        ("released", when(status.released_at)),
     ]
     width = max(len(label) for label, _ in rows) + 2
     return "\n".join(f"{label:<{width}}{value}" for label, value in rows)
@@ -242,7 +240,7 @@ async def _history(args: argparse.Namespace) -> None:
         await require_target_app(db, args.app)
         versions = await list_service_versions(db, args.app)
     rows = [[str(v.version_no), v.status, f"{v.percent}%", v.created_by,
-             str(v.duplicated_from or ""), _when(v.updated_at)] for v in versions]
+             str(v.duplicated_from or ""), when(v.updated_at)] for v in versions]
     emit(args, [v.model_dump(mode="json") for v in versions],
          table(["VERSION", "STATUS", "PERCENT", "CREATED BY", "DUPLICATED FROM", "UPDATED"],
                rows))
@@ -272,8 +270,8 @@ def _sender(spec: ServiceCommand) -> Handler:
     async def send(args: argparse.Namespace) -> None:
         ref = _service_ref(args)
         # Validated here so that a typo is a usage error before anything is sent.
-        command = SERVICE_COMMANDS[spec.command].model_validate(
-            {"actor": _actor(args), **spec.payload(args)})
+        command = MINI_SERVICE.commands[spec.command].model_validate(
+            {"actor": actor(args), **spec.payload(args)})
         async with _client() as services:
             status = await services.command(ref.super_app, ref.version_no, spec.command,
                                             command)
@@ -320,7 +318,7 @@ def _add_section_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_section_payload(args: argparse.Namespace) -> Payload:
-    return _given(title=_translations(args.title, "--title"), mini_program_ids=args.program,
+    return given(title=_translations(args.title, "--title"), mini_program_ids=args.program,
                   position=args.position)
 
 
@@ -334,7 +332,7 @@ def _edit_section_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _edit_section_payload(args: argparse.Namespace) -> Payload:
-    return _given(section_id=args.section, title=_translations(args.title, "--title"),
+    return given(section_id=args.section, title=_translations(args.title, "--title"),
                   images=args.image)
 
 
@@ -371,7 +369,7 @@ def _program_payload(args: argparse.Namespace) -> Payload:
 
 
 def _positioned_program_payload(args: argparse.Namespace) -> Payload:
-    return {**_program_payload(args), **_given(position=args.position)}
+    return {**_program_payload(args), **given(position=args.position)}
 
 
 def _testers_arguments(parser: argparse.ArgumentParser) -> None:
@@ -391,14 +389,6 @@ def _release_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _release_payload(args: argparse.Namespace) -> Payload:
     return {"percent": args.percent}
-
-
-def _no_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command takes nothing but the version and the actor."""
-
-
-def _no_payload(args: argparse.Namespace) -> Payload:
-    return {}
 
 
 def _section_arguments(parser: argparse.ArgumentParser) -> None:
@@ -427,9 +417,9 @@ SERVICE_COMMAND_SPECS = (
                    _testers_arguments, _testers_payload),
     ServiceCommand("retest", "retest", "replace the testers (TESTING)", _testers_arguments,
                    _testers_payload),
-    ServiceCommand("revert", "revert", "back to DRAFT (TESTING, RELEASING)", _no_arguments,
-                   _no_payload),
+    ServiceCommand("revert", "revert", "back to DRAFT (TESTING, RELEASING)", no_arguments,
+                   no_payload),
     ServiceCommand("release", "release", "roll out to PERCENT of users; 100 releases fully",
                    _release_arguments, _release_payload),
-    ServiceCommand("delete", "delete", "delete a DRAFT version", _no_arguments, _no_payload),
+    ServiceCommand("delete", "delete", "delete a DRAFT version", no_arguments, no_payload),
 )

@@ -28,6 +28,8 @@ from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from mpr.infra.exit_codes import OK, USAGE
+
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 KEYS_VARIABLE = "MPR_PAYLOAD_KEYS"
@@ -78,7 +80,7 @@ class KeyRing:
         if not self:
             raise PayloadKeyError(
                 f"a payload is encrypted with key {key_id!r} but {KEYS_VARIABLE} is not set: "
-                "export the payload keys to read it (see README, Personal data)"
+                "export the payload keys to read it (see docs/security.md)"
             )
         raise PayloadKeyError(
             f"a payload is encrypted with key {key_id!r}, which {KEYS_VARIABLE} does not hold "
@@ -195,15 +197,18 @@ def payloads_in(message: Message) -> Iterator[Payload]:
 def main(argv: Sequence[str]) -> int:
     if not argv or argv[0] != "new-key" or len(argv) > 2:
         print("usage: python -m mpr.infra.codec new-key [KEY_ID]", file=sys.stderr)
-        return 2
+        return USAGE
     key_id = argv[1] if len(argv) == 2 else datetime.now(UTC).strftime("key-%Y%m%d")
     try:
         print(new_key_entry(key_id))
     except PayloadKeyError as error:
         print(error, file=sys.stderr)
-        return 2
-    return 0
+        return USAGE
+    return OK
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Here, not at the top: infra.entrypoint imports this module.
+    from mpr.infra.entrypoint import run_and_exit
+
+    run_and_exit(lambda: main(sys.argv[1:]))

@@ -22,7 +22,8 @@ from google.protobuf.json_format import MessageToJson, Parse, ParseError
 from temporalio.api.common.v1 import Payload, Payloads
 
 from mpr.infra.codec import EncryptionCodec, PayloadKeyError
-from mpr.infra.entrypoint import run_and_exit
+from mpr.infra.entrypoint import EntryPointError, run_and_exit
+from mpr.infra.exit_codes import FAILURE
 from mpr.infra.logging import configure_logging, get_logger
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import payload_codec
@@ -171,7 +172,8 @@ def build_server(settings: Settings, address: str | None = None) -> CodecServer:
     codec = payload_codec(settings)
     if not codec.keys:
         raise PayloadKeyError("the codec server needs MPR_PAYLOAD_KEYS: it has nothing to "
-                              "decrypt with")
+                              "decrypt with (export the payload keys; `make up` keeps its own "
+                              "in .data/payload-keys)")
     # The server answers /encode whatever MPR_PAYLOAD_ENCRYPTION says for this process.
     codec = EncryptionCodec(codec.keys, encrypt=True)
     token = settings.codec_server_token.get_secret_value() if settings.codec_server_token else None
@@ -194,10 +196,19 @@ def main() -> None:
     parser.add_argument("--address", help="host:port (default: MPR_CODEC_SERVER_ADDRESS, "
                                           "else 127.0.0.1:8234)")
     args = parser.parse_args()
+    settings = Settings.from_env()
+    address = args.address or settings.codec_server_address
     try:
-        server = start(Settings.from_env(), args.address)
-    except (ValueError, OSError) as error:  # PayloadKeyError is a ValueError
-        raise SystemExit(f"the codec server cannot start: {error}") from None
+        server = start(settings, address)
+    except PayloadKeyError as error:
+        raise EntryPointError(f"the codec server cannot start: {error}", FAILURE) from None
+    except ValueError as error:  # a malformed address
+        raise EntryPointError(f"the codec server cannot start: {error} (MPR_CODEC_SERVER_ADDRESS "
+                              "or --address: host:port)", FAILURE) from None
+    except OSError as error:  # e.g. the port is taken
+        raise EntryPointError(f"the codec server cannot listen on {address}: {error.strerror} "
+                              "(MPR_CODEC_SERVER_ADDRESS or --address chooses another)",
+                              FAILURE) from None
     with server:
         server.serve_forever()
 

@@ -7,19 +7,30 @@ variables, TEMPORAL_PROFILE and its config file) are read by the SDK's env confi
 """
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
 
 DEFAULT_TASK_QUEUE = "mini-program-release"
 DEFAULT_CODEC_SERVER = "127.0.0.1:8234"
-# The worker's tuning (README, Worker tuning): the SDK's own defaults unless set.
+# The worker's tuning (docs/production.md): the SDK's own defaults unless set.
 DEFAULT_MAX_CACHED_WORKFLOWS = 1000
 DEFAULT_MAX_CONCURRENT_ACTIVITIES = 100
 DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS = 100
 DEFAULT_POLLERS = 5
 DATA_DIR = Path(os.environ.get("MPR_DATA_DIR", ".data"))
 STACK_ENV_FILE = DATA_DIR / "stack.env"
+
+
+class SettingsError(ValueError):
+    """A setting cannot be used as it is; the message names the variable to set or unset.
+    Entry points exit with FAILURE on it (infra.entrypoint)."""
+
+
+class DatabaseUrlMissing(SettingsError, RuntimeError):
+    """DATABASE_URL is unset and no stack wrote one. Also a RuntimeError, as it was before
+    SettingsError existed: callers catching that still catch it."""
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -50,10 +61,21 @@ def _count(env: dict[str, str], name: str, default: int, minimum: int = 1) -> in
     try:
         count = int(value)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+        raise SettingsError(f"{name} must be a whole number, not {value!r}") from None
     if count < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {count}")
+        raise SettingsError(f"{name} must be at least {minimum}, not {count}")
     return count
+
+
+def read_port(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
+    """A TCP port from the environment (e.g. TEMPORAL_PORT for `make up`), else `default`."""
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if not value:
+        return default
+    port = int(value) if value.isascii() and value.isdecimal() else 0
+    if not 0 < port < 65536:
+        raise SettingsError(f"{name} must be a port number (1 to 65535), not {value!r}")
+    return port
 
 
 class Settings(BaseModel):
@@ -138,7 +160,7 @@ class Settings(BaseModel):
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise RuntimeError(
+            raise DatabaseUrlMissing(
                 "DATABASE_URL is not set and no embedded stack is running "
                 f"({STACK_ENV_FILE} not found): run `make up` or export DATABASE_URL"
             )

@@ -10,6 +10,7 @@ TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE and the profile file), with t
 """
 
 import dataclasses
+import re
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -31,6 +32,8 @@ DEFAULT_ADDRESS = "localhost:7233"
 # Values to JSON payloads and back, without the codec: for search attributes (never encoded)
 # and for payloads already decrypted.
 PAYLOAD_CONVERTER = pydantic_data_converter.payload_converter
+# How the SDK core words an OS error inside a failed connect: `... message: "Connection refused"`.
+CORE_OS_MESSAGE = re.compile(r'message: "([^"]+)"')
 
 
 def payload_codec(settings: Settings) -> EncryptionCodec:
@@ -46,8 +49,30 @@ def data_converter(settings: Settings) -> DataConverter:
     return dataclasses.replace(pydantic_data_converter, payload_codec=payload_codec(settings))
 
 
+def replay_data_converter(settings: Settings) -> DataConverter:
+    """The converter to replay a history with. Replaying sends nothing anywhere, so without
+    MPR_PAYLOAD_KEYS what the workflow would send passes through unencrypted; with keys it is
+    the worker's own converter (`data_converter`). Encrypted payloads in the history still
+    need their key to be read (PayloadKeyError names it)."""
+    if settings.payload_keys is None:
+        codec = EncryptionCodec(KeyRing.parse(None), encrypt=False)
+        return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    return data_converter(settings)
+
+
 class TemporalSettingsError(ValueError):
     """Temporal's connection settings cannot be used as they are (before any connection)."""
+
+
+class TemporalUnreachable(ConnectionError):
+    """No Temporal server answered at the configured address; the message names it and what
+    to do."""
+
+    def __init__(self, address: str, namespace: str, reason: str) -> None:
+        super().__init__(f"cannot reach Temporal at {address} (namespace {namespace}): {reason}; "
+                         "set TEMPORAL_ADDRESS to a running server (`make up` starts one)")
+        self.address = address
+        self.reason = reason
 
 
 def connect_config(settings: Settings) -> dict[str, Any]:
@@ -82,10 +107,15 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     try:
         return await Client.connect(**config, data_converter=converter, runtime=runtime)
     except RuntimeError as error:
-        raise ConnectionError(
-            f"cannot reach Temporal at {config['target_host']} "
-            f"(namespace {config.get('namespace', 'default')}): {error}"
-        ) from error
+        raise TemporalUnreachable(config["target_host"], config.get("namespace", "default"),
+                                  _connect_failure(error)) from error
+
+
+def _connect_failure(error: RuntimeError) -> str:
+    """The OS's reason (`Connection refused`) rather than the SDK core's nested dump of it;
+    other failures (TLS, say) as the SDK tells them."""
+    found = CORE_OS_MESSAGE.search(str(error))
+    return found.group(1) if found else str(error)
 
 
 def search_attribute_types() -> dict[str, "IndexedValueType.ValueType"]:

@@ -17,7 +17,7 @@ from temporalio.client import Client
 from mpr.cli.releases import WatchDisplay
 from mpr.domain.release.stages import Stage
 from mpr.infra.servers import free_port
-from starters.client import ReleaseClient, ReleaseRef, StageChange
+from starters.releases import ReleaseClient, ReleaseRef, StageChange
 from tests.cli.conftest import SAMPLES, new_program, start_input
 from tests.mpr_runner import Mpr
 from tests.stack import WorkerProcess

@@ -56,7 +56,8 @@ async def test_a_mini_service_page_is_edited_tested_released_and_duplicated(
     nobody = await mpr("service", "resolve", "--app", app, "--user", "u-1")
     assert nobody.out == f"none (no mini service of {app} is released)\n"
     late = await mpr("service", "add-section", service, "--title", "en=Late", "--actor", "olly")
-    assert "only a DRAFT can be edited: version 1 is TESTING" in late.error(REFUSED)
+    assert ("add_section is not allowed in status TESTING (allowed in: DRAFT); only a DRAFT "
+            "can be edited: revert it to DRAFT to edit") in late.error(REFUSED)
     by_operator = await mpr("service", "release", "5", service, "--actor", "olly")
     assert "needs service_admin" in by_operator.error(REFUSED)
 

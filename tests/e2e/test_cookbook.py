@@ -1,5 +1,6 @@
-"""Runs every `temporal` line of the README's operator cookbook against a real dev server, so
-the cookbook cannot rot; checks that every `tctl` line sends what its `temporal` twin sends."""
+"""Runs every `temporal` line of the release cookbook (docs/release-cookbook.md) against a real
+dev server, so the cookbook cannot rot; checks that every `tctl` line sends what its `temporal`
+twin sends."""
 
 import asyncio
 import json
@@ -15,7 +16,7 @@ from mpr.catalog.db import create_pool
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import Reviewer, StartInput, TargetAppPolicy
 from starters.releases import start_release
-from tests.cookbook import cookbook, option, run_temporal_line
+from tests.cookbook import RELEASE_COOKBOOK, cookbook, option, run_temporal_line
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
 from tests.stack import WorkerProcess
 
@@ -46,7 +47,7 @@ ROUTE = [  # how a fresh release is brought to each stage
 ]
 
 
-COOKBOOK = cookbook("## Operator cookbook")
+COOKBOOK = cookbook(RELEASE_COOKBOOK)
 
 
 def localise(line: str, program: str) -> str:

@@ -1,7 +1,7 @@
-"""The README's "From `docker compose up` to a first release", steps 4 to 6, run against the
-test stack: the `mpr` lines as `mpr` (in-process), each tctl line as its `temporal` twin (tctl
-is not on PyPI), the sample's path and program id made this test's own. Steps 1 to 3 need
-Docker; tests/test_deployment.py and tests/e2e/test_worker_check.py hold them."""
+"""docs/production.md's "From `docker compose up` to a first release", steps 4 to 6, run
+against the test stack: the `mpr` lines as `mpr` (in-process), each tctl line as its `temporal`
+twin (tctl is not on PyPI), the sample's path and program id made this test's own. Steps 1 to
+3 need Docker; tests/test_deployment.py and tests/e2e/test_worker_check.py hold them."""
 
 import json
 import re
@@ -10,13 +10,13 @@ import uuid
 
 from temporalio.client import Client
 
-from tests.cookbook import README, run_temporal_line
+from tests.cookbook import PRODUCTION, run_temporal_line
 from tests.e2e.test_release_end_to_end import wait_for_stage
 from tests.mpr_runner import Mpr
 from tests.stack import SAMPLES, WorkerProcess
 
-SECTION = README.read_text().split("### From `docker compose up` to a first release", 1)[1]
-(WALKTHROUGH,) = re.findall(r"```sh\n(.*?)```", SECTION.split("\n### ", 1)[0], re.DOTALL)
+SECTION = PRODUCTION.read_text().split("## From `docker compose up` to a first release", 1)[1]
+(WALKTHROUGH,) = re.findall(r"```sh\n(.*?)```", SECTION.split("\n## ", 1)[0], re.DOTALL)
 LINES = [line.strip() for line in WALKTHROUGH.replace("\\\n", " ").splitlines()
          if line.strip() and not line.strip().startswith("#")]
 IN_WORKER = "docker compose exec worker "

@@ -25,7 +25,7 @@ from mpr.domain.release.models import StartInput
 from mpr.infra.servers import free_port, start_temporal_dev_server, stop_postgres, wait_for_temporal
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import connect
-from starters.client import ReleaseClient
+from starters.releases import ReleaseClient
 from tests.stack import WorkerProcess, start_worker, wait_until_started
 
 T = TypeVar("T")

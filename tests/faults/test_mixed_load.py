@@ -29,7 +29,7 @@ from temporalio.client import (
 
 from mpr.domain.release.stages import Stage
 from mpr.domain.release.state import ReleaseStatus
-from starters.client import CommandRefused, ReleaseClient, ReleaseFinished, ReleaseRef
+from starters.releases import CommandRefused, ReleaseClient, ReleaseFinished, ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,
     ONE_CELL,

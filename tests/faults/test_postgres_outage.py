@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from mpr.domain.release.stages import Stage
-from starters.client import ReleaseClient, ReleaseRef
+from starters.releases import ReleaseClient, ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,
     ONE_CELL,

@@ -14,7 +14,7 @@ from collections import Counter
 import asyncpg
 
 from mpr.domain.release.stages import Stage
-from starters.client import ReleaseClient
+from starters.releases import ReleaseClient
 from tests.faults.support import (
     DEADLINE_SECONDS,
     ONE_CELL,

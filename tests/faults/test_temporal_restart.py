@@ -3,7 +3,7 @@ wait for review and one is in GRAYSCALE: each is where it was, in the same run, 
 RELEASED; the worker rode out the outage without a restart."""
 
 from mpr.domain.release.stages import Stage
-from starters.client import ReleaseClient, ReleaseRef
+from starters.releases import ReleaseClient, ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,
     ONE_CELL,

@@ -6,7 +6,7 @@ duplicate behind (one package, one bundle, one report, one audit row per command
 import asyncpg
 
 from mpr.domain.release.stages import Stage
-from starters.client import ReleaseRef
+from starters.releases import ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,
     FaultStack,

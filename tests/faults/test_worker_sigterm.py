@@ -6,7 +6,7 @@ import asyncio
 import signal
 
 from mpr.domain.release.stages import Stage
-from starters.client import ReleaseRef
+from starters.releases import ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,
     WORKER_EXIT_SECONDS,

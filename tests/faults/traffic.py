@@ -1,10 +1,11 @@
 """Randomised operator traffic for the mixed load test, and a model of what it should do.
 
-The model is written from the README's command table, not from domain/rules.py, so that the
-load test checks the workflow against the documented behaviour. It covers what the traffic
-sends: first releases (each release is its own mini program) to alipaycn (platform and
-partner review, grayscale allowed, no whitelist test) and gopay (partner review, first release
-full only), by the members of tests/stack.py plus a stranger with no role.
+The model is written from the command table of docs/releases.md, not from
+mpr/domain/release/rules.py, so that the load test checks the workflow against the documented
+behaviour. It covers what the traffic sends: first releases (each release is its own mini
+program) to alipaycn (platform and partner review, grayscale allowed, no whitelist test) and
+gopay (partner review, first release full only), by the members of tests/stack.py plus a
+stranger with no role.
 
 Traffic for one release comes from its own random generator, so each release's commands, and
 the model's prediction, are the same whatever order the releases run in.
@@ -27,7 +28,7 @@ REQUIRED_REVIEWERS = {"alipaycn": {"platform", "partner_app"}, "gopay": {"partne
 PARTNER_REVIEWER = {"alipaycn": "alipay-rev", "gopay": "gopay-rev"}
 FULL_RELEASE_ONLY = {"gopay"}  # on a first release, which every release here is
 
-# Roles from tests/stack.py MEMBERS, by what they allow (README, "who" column).
+# Roles from tests/stack.py MEMBERS, by what they allow (docs/releases.md, "who" column).
 BUILDERS = {"dev", "admin", "owner"}  # owner, admin, master, developer
 GO_LIVE = {"admin"}  # workspace admin, mini program admin
 CANCELERS = {"admin", "owner"}  # owner, admin, master, mini program admin

@@ -26,8 +26,8 @@ from mpr.domain.release.release_id import release_id
 from mpr.infra.servers import temporal_binary
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import data_converter
-from tests.workflows.release_fakes import MEMBERS, FakeCatalog
 from tests.workflows.mini_service_fakes import FakeServiceCatalog
+from tests.workflows.release_fakes import MEMBERS, FakeCatalog
 from workflows import search_attributes
 from workflows.mini_service import MiniServiceRelease
 from workflows.release import MiniProgramRelease

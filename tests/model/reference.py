@@ -1,6 +1,6 @@
-"""The reference model: the release and mini service processes as the README and the seeds
-describe them, written apart from `domain/` so that the model-based tests compare two
-independent descriptions.
+"""The reference model: the release and mini service processes as the seeds and the
+documentation (docs/releases.md, docs/mini-services.md) describe them, written apart from
+`mpr/domain/` so that the model-based tests compare two independent descriptions.
 
 It borrows only vocabulary (stage, status, role and reviewer names) and never the domain's
 rules or transition tables. Commands reach it already judged well-formed or not by whoever
@@ -20,11 +20,11 @@ Payload = dict[str, Any]
 # --- Releases ----------------------------------------------------------------------------
 
 # Seed 000: "the owner, masters, and developers have permission to proceed with the release
-# process" (the README adds the workspace admin).
+# process" (docs/releases.md adds the workspace admin).
 BUILDERS = frozenset({Role.OWNER, Role.ADMIN, Role.MASTER, Role.DEVELOPER})
 # Seed 001: "Workspace admin ... or Admin for the mini program you want to release".
 GO_LIVE = frozenset({Role.ADMIN, Role.PROGRAM_ADMIN})
-# README: withdrawing a release is for those who lead it.
+# docs/releases.md: withdrawing a release is for those who lead it.
 WITHDRAWERS = frozenset({Role.OWNER, Role.ADMIN, Role.MASTER, Role.PROGRAM_ADMIN})
 REVIEWER_ROLE = {Reviewer.PLATFORM: Role.PLATFORM_REVIEWER,
                  Reviewer.PARTNER_APP: Role.PARTNER_REVIEWER}
@@ -32,12 +32,13 @@ REVIEWER_ROLE = {Reviewer.PLATFORM: Role.PLATFORM_REVIEWER,
 BEFORE_REVIEW = frozenset({Stage.BUILD_FAILED, Stage.READY_TO_APPLY, Stage.REJECTED})
 APPLICABLE = frozenset({Stage.READY_TO_APPLY, Stage.REJECTED})
 PREPARED = frozenset({Stage.RELEASE_PREPARATION, Stage.WHITELIST_TESTING, Stage.GRAYSCALE})
-# README: "Only one release per (mini program, target app, environment) may be between
+# docs/releases.md: "Only one release per (mini program, target app, environment) may be between
 # UNDER_REVIEW and GRAYSCALE".
 HOLDING = frozenset({Stage.UNDER_REVIEW}) | PREPARED
 FINAL = frozenset({Stage.RELEASED, Stage.CANCELED})
 
-# README "Commands": where each command may be sent, and by whom (reviews: see REVIEWER_ROLE).
+# docs/releases.md, "Commands": where each command may be sent, and by whom (reviews: see
+# REVIEWER_ROLE).
 WHEN: dict[str, frozenset[Stage]] = {
     "update_config": BEFORE_REVIEW | HOLDING,
     "rebuild": BEFORE_REVIEW,
@@ -232,7 +233,7 @@ SERVICE_WHEN: dict[str, frozenset[Status]] = {
     "release": IN_FLIGHT,
     "delete": frozenset({Status.DRAFT}),
 }
-# README: only a service admin puts a page in front of users.
+# docs/mini-services.md: only a service admin puts a page in front of users.
 SERVICE_WHO = {name: OPERATORS for name in SERVICE_WHEN} | {"release": frozenset(
     {Role.SERVICE_ADMIN})}
 DEFAULT_SECTIONS = (("carousel", "carousel"), ("banner", "banner"), ("favorite", "favorite"),
@@ -294,7 +295,8 @@ class ServiceModel:
         after = None if payload is None else self._next(version, name, payload, roles)
         if after is None:
             return False
-        # README: "Only one version per super app may be TESTING or RELEASING at a time".
+        # docs/mini-services.md: "Only one version per super app may be TESTING or RELEASING at a
+        # time".
         if after.status in IN_FLIGHT and any(
                 v.status in IN_FLIGHT for n, v in self.versions.items() if n != version_no):
             return False

@@ -1,6 +1,7 @@
-"""Who may do what: one table, written from the seeds and the README, of every command of
-both workflows against every role, plus members of another workspace, admins of another
-mini program, reviewers and operators of another target app, and people with no membership.
+"""Who may do what: one table, written from the seeds and the command tables of
+docs/releases.md and docs/mini-services.md, of every command of both workflows against every
+role, plus members of another workspace, admins of another mini program, reviewers and
+operators of another target app, and people with no membership.
 
 Each cell is checked twice: through the pure rules, given the roles the catalog should grant
 that person for the release (or the mini service) under test; and with the roles the real
@@ -21,11 +22,9 @@ from activities.release.catalog import CatalogActivities
 from mpr.catalog.admin import Membership, add_member, set_target_app
 from mpr.domain.core.commands import Command, parse
 from mpr.domain.core.models import Role
-from mpr.domain.mini_service.commands import SERVICE_COMMANDS
+from mpr.domain.core.rules import Accepted, Rejected
 from mpr.domain.mini_service.models import MiniServiceState, ServiceRolesRequest, ServiceStart
-from mpr.domain.mini_service.rules import ServiceAccepted, start_service
-from mpr.domain.mini_service.rules import decide as decide_service
-from mpr.domain.release.commands import COMMANDS, parse_command
+from mpr.domain.mini_service.rules import MINI_SERVICE, start_service
 from mpr.domain.release.models import (
     ActorRolesRequest,
     ReleaseContext,
@@ -34,8 +33,7 @@ from mpr.domain.release.models import (
     TargetAppPolicy,
 )
 from mpr.domain.release.release_id import release_id
-from mpr.domain.release.rules import Accepted, Rejected, start_release
-from mpr.domain.release.rules import decide as decide_release
+from mpr.domain.release.rules import RELEASE, start_release
 from mpr.domain.release.stages import Stage
 from mpr.domain.release.state import ReleaseState
 
@@ -96,14 +94,14 @@ PERSONAS: dict[str, Persona] = {
 MATRIX = """
                              own adm mas dev pga pgx plr ptr ptx sop sad ssx oth non
 # Seed 000: "In a workspace, the owner, masters, and developers have permission to proceed
-# with the release process" (the README adds the workspace admin).
+# with the release process" (docs/releases.md adds the workspace admin).
 update_config                 Y   Y   Y   Y   .   .   .   .   .   .   .   .   .   .
 rebuild                       Y   Y   Y   Y   .   .   .   .   .   .   .   .   .   .
 retest_compatibility          Y   Y   Y   Y   .   .   .   .   .   .   .   .   .   .
 apply_release                 Y   Y   Y   Y   .   .   .   .   .   .   .   .   .   .
 # Seed 000: "The release request ... is sent to the Alipay+ and partner app for approval";
-# each organisation decides for itself (README: platform reviewer / the target app's
-# partner reviewer).
+# each organisation decides for itself (docs/releases.md: platform_reviewer / the target
+# app's partner_reviewer).
 approve_review:platform       .   .   .   .   .   .   Y   .   .   .   .   .   .   .
 approve_review:partner_app    .   .   .   .   .   .   .   Y   .   .   .   .   .   .
 reject_review:platform        .   .   .   .   .   .   Y   .   .   .   .   .   .   .
@@ -115,10 +113,10 @@ set_grayscale                 .   Y   .   .   Y   .   .   .   .   .   .   .   . 
 full_release                  .   Y   .   .   Y   .   .   .   .   .   .   .   .   .
 cancel_grayscale              .   Y   .   .   Y   .   .   .   .   .   .   .   .   .
 reset_grayscale               .   Y   .   .   Y   .   .   .   .   .   .   .   .   .
-# README: withdrawing a release is for owner, admin, master and mini program admin.
+# docs/releases.md: withdrawing a release is for owner, admin, master and program_admin.
 cancel_release                Y   Y   Y   .   Y   .   .   .   .   .   .   .   .   .
-# Seed 004 and README: the super app's service operators and admins edit, test, revert and
-# delete its mini service page; only its service admins release it.
+# Seed 004 and docs/mini-services.md: the super app's service operators and admins edit,
+# test, revert and delete its mini service page; only its service admins release it.
 edit_title                    .   .   .   .   .   .   .   .   .   Y   Y   .   .   .
 add_section                   .   .   .   .   .   .   .   .   .   Y   Y   .   .   .
 edit_section                  .   .   .   .   .   .   .   .   .   Y   Y   .   .   .
@@ -210,9 +208,9 @@ def service_version(testing: bool) -> MiniServiceState:
     state = start_service(ServiceStart(super_app=APP, version_no=2, created_by="someone"),
                           POLICY.grayscale_ladder, NOW)
     section = parse("add_section", ({"actor": "someone", "title": {"en": "Food"},
-                                     "mini_program_ids": ["coffee-shop"]},), SERVICE_COMMANDS)
-    decision = decide_service(state, section, frozenset({Role.SERVICE_ADMIN}), NOW)
-    assert isinstance(decision, ServiceAccepted), decision
+                                     "mini_program_ids": ["coffee-shop"]},), MINI_SERVICE.commands)
+    decision = MINI_SERVICE.decide(state, section, frozenset({Role.SERVICE_ADMIN}), NOW)
+    assert isinstance(decision, Accepted), decision
     if testing:
         return decision.state.model_copy(update={"status": "TESTING", "testers": ["qa@x.io"]})
     return decision.state
@@ -224,13 +222,13 @@ def verdict(row: str, release_roles: frozenset[Role], service_roles: frozenset[R
     decision: Any
     if row in SERVICE_CASES:
         testing, payload = SERVICE_CASES[row]
-        command: Command = parse(row, ({"actor": "mallory", **payload},), SERVICE_COMMANDS)
-        decision = decide_service(service_version(testing), command, service_roles, NOW)
+        command: Command = parse(row, ({"actor": "mallory", **payload},), MINI_SERVICE.commands)
+        decision = MINI_SERVICE.decide(service_version(testing), command, service_roles, NOW)
     else:
         stage, payload = RELEASE_CASES[row]
-        command = parse_command(row.split(":")[0], ({"actor": "mallory", **payload},))
-        decision = decide_release(release_at(stage), command, release_roles, NOW)
-    if isinstance(decision, Accepted | ServiceAccepted):
+        command = RELEASE.parse(row.split(":")[0], ({"actor": "mallory", **payload},))
+        decision = RELEASE.decide(release_at(stage), command, release_roles, NOW)
+    if isinstance(decision, Accepted):
         return "Y"
     assert isinstance(decision, Rejected)
     return "." if "not authorised" in decision.reason else decision.reason
@@ -246,9 +244,9 @@ def expected(row: str) -> dict[str, str]:
 def test_the_table_covers_every_command_and_every_role() -> None:
     reviewed = {f"{name}:{reviewer}" for name in ("approve_review", "reject_review")
                 for reviewer in Reviewer}
-    release_rows = set(COMMANDS) - {"approve_review", "reject_review"} | reviewed
-    assert set(TABLE) == release_rows | set(SERVICE_COMMANDS)
-    assert set(RELEASE_CASES) == release_rows and set(SERVICE_CASES) == set(SERVICE_COMMANDS)
+    release_rows = set(RELEASE.rules) - {"approve_review", "reject_review"} | reviewed
+    assert set(TABLE) == release_rows | set(MINI_SERVICE.rules)
+    assert set(RELEASE_CASES) == release_rows and set(SERVICE_CASES) == set(MINI_SERVICE.rules)
     granted = {m.role for p in PERSONAS.values() for m in p.memberships}
     assert granted == set(Role)
 

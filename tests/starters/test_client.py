@@ -17,7 +17,8 @@ from mpr.domain.release.stages import Stage
 from mpr.domain.release.state import AuditLog, ReleaseStatus
 from mpr.infra.servers import free_port
 from mpr.infra.settings import Settings
-from starters.client import (
+from starters.errors import TemporalUnreachable
+from starters.releases import (
     CommandRefused,
     ReleaseClient,
     ReleaseFailed,
@@ -26,7 +27,6 @@ from starters.client import (
     ReleaseRef,
     StageChange,
     StageTimeout,
-    TemporalUnreachable,
     visibility_query,
 )
 from tests.cli.conftest import new_program, start_input

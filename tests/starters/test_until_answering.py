@@ -11,7 +11,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from starters.releases import _until_answering
+from starters.releases import until_answering
 from workflows.release import STILL_STARTING
 
 
@@ -42,24 +42,24 @@ async def test_a_query_no_worker_answered_in_time_is_asked_again() -> None:
     fake = FakeHandle(RPCError("Timeout expired", RPCStatusCode.CANCELLED, b""),
                       RPCError("deadline", RPCStatusCode.DEADLINE_EXCEEDED, b""),
                       {"stage": "BUILDING"})
-    await _until_answering(handle(fake))
+    await until_answering(handle(fake))
     assert fake.queries == 3
 
 
 async def test_other_server_errors_are_not_hidden() -> None:
     fake = FakeHandle(RPCError("no such workflow", RPCStatusCode.NOT_FOUND, b""))
     with pytest.raises(RPCError, match="no such workflow"):
-        await _until_answering(handle(fake))
+        await until_answering(handle(fake))
 
 
 async def test_a_release_still_starting_is_asked_again() -> None:
     starting = WorkflowQueryFailedError(STILL_STARTING)
     fake = FakeHandle(starting, {"stage": "BUILDING"})
-    await _until_answering(handle(fake))
+    await until_answering(handle(fake))
     assert fake.queries == 2
 
 
 async def test_the_wait_is_bounded() -> None:
     fake = FakeHandle(*[RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")] * 1000)
-    await _until_answering(handle(fake), within=0.2)
+    await until_answering(handle(fake), within=0.2)
     assert 1 <= fake.queries < 1000

@@ -14,7 +14,7 @@ LOGGING_FROM_THREADS = textwrap.dedent(f"""
 
     from structlog.contextvars import bound_contextvars
 
-    from infra.logging import configure_logging, get_logger
+    from mpr.infra.logging import configure_logging, get_logger
 
     configure_logging("INFO", "json")
     ours = get_logger("activities.build")
