@@ -4,7 +4,11 @@ command built from the options given."""
 import argparse
 import getpass
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from mpr.cli.output import Handler, Subcommands, add_json_flag
 
 Payload = dict[str, Any]
 """A command's fields as the options give them; the command model validates them."""
@@ -30,3 +34,32 @@ def no_arguments(parser: argparse.ArgumentParser) -> None:
 
 def no_payload(args: argparse.Namespace) -> Payload:
     return {}
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """An `mpr` subcommand that sends one lifecycle command: its name on the command line,
+    the command it sends, and how its options become the payload."""
+
+    cli_name: str
+    command: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    payload: Callable[[argparse.Namespace], Payload]
+
+
+def add_command_parsers(
+    actions: Subcommands,
+    specs: Sequence[CommandSpec],
+    add_subject: Callable[[argparse.ArgumentParser], None],
+    sender: Callable[[CommandSpec], Handler],
+) -> None:
+    """One subcommand per spec, each naming its subject (a release, a mini service version)
+    and its actor the same way."""
+    for spec in specs:
+        parser = actions.add_parser(spec.cli_name, help=spec.help)
+        spec.arguments(parser)
+        add_subject(parser)
+        add_actor(parser)
+        add_json_flag(parser)
+        parser.set_defaults(handler=sender(spec))

@@ -25,14 +25,22 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import aclosing
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from mpr.cli.arguments import Payload, actor, add_actor, given, no_arguments, no_payload
+from mpr.cli.arguments import (
+    CommandSpec,
+    Payload,
+    actor,
+    add_actor,
+    add_command_parsers,
+    given,
+    no_arguments,
+    no_payload,
+)
 from mpr.cli.output import CliError, Handler, Subcommands, add_json_flag, emit, table, when
 from mpr.domain.release.models import Environment, Reviewer, StartInput
 from mpr.domain.release.rules import RELEASE
@@ -60,13 +68,7 @@ def register(commands: Subcommands) -> None:
     _register_status(commands)
     _register_watch(commands)
     _register_list(commands)
-    for spec in OPERATOR_COMMANDS:
-        parser = commands.add_parser(spec.cli_name, help=spec.help)
-        spec.arguments(parser)
-        _add_release(parser)
-        add_actor(parser)
-        add_json_flag(parser)
-        parser.set_defaults(handler=_sender(spec))
+    add_command_parsers(commands, OPERATOR_COMMANDS, _add_release, _sender)
 
 
 # --- shared arguments --------------------------------------------------------------------
@@ -393,16 +395,7 @@ async def _watch(args: argparse.Namespace) -> None:
 # --- operator commands ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OperatorCommand:
-    cli_name: str
-    command: str
-    help: str
-    arguments: Callable[[argparse.ArgumentParser], None]
-    payload: Callable[[argparse.Namespace], Payload]
-
-
-def _sender(spec: OperatorCommand) -> Handler:
+def _sender(spec: CommandSpec) -> Handler:
     async def send(args: argparse.Namespace) -> None:
         ref = _release_ref(args)
         # Validated here so that a typo is a usage error before anything is sent.
@@ -517,28 +510,28 @@ def _reason_payload(args: argparse.Namespace) -> Payload:
 
 
 OPERATOR_COMMANDS = (
-    OperatorCommand("config", "update_config", "change the release configuration",
+    CommandSpec("config", "update_config", "change the release configuration",
                     _config_arguments, _config_payload),
-    OperatorCommand("rebuild", "rebuild", "build the package again", _rebuild_arguments,
+    CommandSpec("rebuild", "rebuild", "build the package again", _rebuild_arguments,
                     _rebuild_payload),
-    OperatorCommand("retest", "retest_compatibility", "run the compatibility tests again",
+    CommandSpec("retest", "retest_compatibility", "run the compatibility tests again",
                     no_arguments, no_payload),
-    OperatorCommand("apply", "apply_release", "apply for review", _basic_info_arguments,
+    CommandSpec("apply", "apply_release", "apply for review", _basic_info_arguments,
                     _basic_info_payload),
-    OperatorCommand("approve", "approve_review", "approve the review",
+    CommandSpec("approve", "approve_review", "approve the review",
                     lambda parser: _reviewer_arguments(parser, reason=False), _approve_payload),
-    OperatorCommand("reject", "reject_review", "reject the review",
+    CommandSpec("reject", "reject_review", "reject the review",
                     lambda parser: _reviewer_arguments(parser, reason=True), _reject_payload),
-    OperatorCommand("whitelist", "start_whitelist_test", "whitelist test (replaces the list)",
+    CommandSpec("whitelist", "start_whitelist_test", "whitelist test (replaces the list)",
                     _whitelist_arguments, _whitelist_payload),
-    OperatorCommand("grayscale", "set_grayscale", "roll out to PERCENT of users",
+    CommandSpec("grayscale", "set_grayscale", "roll out to PERCENT of users",
                     _grayscale_arguments, _grayscale_payload),
-    OperatorCommand("full", "full_release", "release to every user", no_arguments,
+    CommandSpec("full", "full_release", "release to every user", no_arguments,
                     no_payload),
-    OperatorCommand("cancel-grayscale", "cancel_grayscale", "stop the grayscale (CANCELED)",
+    CommandSpec("cancel-grayscale", "cancel_grayscale", "stop the grayscale (CANCELED)",
                     _reason_arguments, _reason_payload),
-    OperatorCommand("reset", "reset_grayscale", "back to RELEASE_PREPARATION at 0%%",
+    CommandSpec("reset", "reset_grayscale", "back to RELEASE_PREPARATION at 0%%",
                     no_arguments, no_payload),
-    OperatorCommand("cancel", "cancel_release", "withdraw the release (CANCELED)",
+    CommandSpec("cancel", "cancel_release", "withdraw the release (CANCELED)",
                     _reason_arguments, _reason_payload),
 )

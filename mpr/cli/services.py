@@ -17,13 +17,21 @@ finished), 4 no such version.
 """
 
 import argparse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from mpr.catalog.admin import require_target_app
 from mpr.catalog.mini_services import list_service_versions, resolve_mini_service_detail
-from mpr.cli.arguments import Payload, actor, add_actor, given, no_arguments, no_payload
+from mpr.cli.arguments import (
+    CommandSpec,
+    Payload,
+    actor,
+    add_actor,
+    add_command_parsers,
+    given,
+    no_arguments,
+    no_payload,
+)
 from mpr.cli.catalog_access import open_catalog
 from mpr.cli.output import CliError, Handler, Subcommands, add_json_flag, emit, table, when
 from mpr.domain.mini_service.models import MiniServiceStatus, ServiceStatus
@@ -34,17 +42,11 @@ from starters.mini_services import MiniServiceClient, ServiceRef
 
 
 def register(commands: Subcommands) -> None:
-    service = commands.add_parser("service", help="a super app's mini service page (seed 004)")
+    service = commands.add_parser("service", help="a super app's mini service page")
     actions = service.add_subparsers(dest="action", required=True, metavar="ACTION")
     _register_versions(actions)
     _register_reading(actions)
-    for spec in SERVICE_COMMAND_SPECS:
-        parser = actions.add_parser(spec.cli_name, help=spec.help)
-        spec.arguments(parser)
-        _add_version(parser)
-        add_actor(parser)
-        add_json_flag(parser)
-        parser.set_defaults(handler=_sender(spec))
+    add_command_parsers(actions, SERVICE_COMMAND_SPECS, _add_version, _sender)
 
 
 # --- shared arguments and output -----------------------------------------------------------
@@ -257,16 +259,7 @@ async def _resolve(args: argparse.Namespace) -> None:
 # --- commands ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ServiceCommand:
-    cli_name: str
-    command: str
-    help: str
-    arguments: Callable[[argparse.ArgumentParser], None]
-    payload: Callable[[argparse.Namespace], Payload]
-
-
-def _sender(spec: ServiceCommand) -> Handler:
+def _sender(spec: CommandSpec) -> Handler:
     async def send(args: argparse.Namespace) -> None:
         ref = _service_ref(args)
         # Validated here so that a typo is a usage error before anything is sent.
@@ -396,30 +389,30 @@ def _section_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 SERVICE_COMMAND_SPECS = (
-    ServiceCommand("title", "edit_title", "set the page title in several languages",
+    CommandSpec("title", "edit_title", "set the page title in several languages",
                    _title_arguments, _title_payload),
-    ServiceCommand("add-section", "add_section", "add a section recommending mini programs",
+    CommandSpec("add-section", "add_section", "add a section recommending mini programs",
                    _add_section_arguments, _add_section_payload),
-    ServiceCommand("edit-section", "edit_section", "change a section's title or images",
+    CommandSpec("edit-section", "edit_section", "change a section's title or images",
                    _edit_section_arguments, _edit_section_payload),
-    ServiceCommand("move-section", "move_section", "move a section to POSITION",
+    CommandSpec("move-section", "move_section", "move a section to POSITION",
                    _section_position_arguments, _move_section_payload),
-    ServiceCommand("delete-section", "delete_section", "delete a section (for good)",
+    CommandSpec("delete-section", "delete_section", "delete a section (for good)",
                    _section_arguments, _section_payload),
-    ServiceCommand("add-program", "add_mini_program", "add a mini program to a section",
+    CommandSpec("add-program", "add_mini_program", "add a mini program to a section",
                    _add_program_arguments, _positioned_program_payload),
-    ServiceCommand("remove-program", "remove_mini_program",
+    CommandSpec("remove-program", "remove_mini_program",
                    "remove a mini program from a section (for good)", _program_arguments,
                    _program_payload),
-    ServiceCommand("move-program", "move_mini_program", "move a mini program within a section",
+    CommandSpec("move-program", "move_mini_program", "move a mini program within a section",
                    _move_program_arguments, _positioned_program_payload),
-    ServiceCommand("test", "test", "pilot-test with testers (DRAFT -> TESTING)",
+    CommandSpec("test", "test", "pilot-test with testers (DRAFT -> TESTING)",
                    _testers_arguments, _testers_payload),
-    ServiceCommand("retest", "retest", "replace the testers (TESTING)", _testers_arguments,
+    CommandSpec("retest", "retest", "replace the testers (TESTING)", _testers_arguments,
                    _testers_payload),
-    ServiceCommand("revert", "revert", "back to DRAFT (TESTING, RELEASING)", no_arguments,
+    CommandSpec("revert", "revert", "back to DRAFT (TESTING, RELEASING)", no_arguments,
                    no_payload),
-    ServiceCommand("release", "release", "roll out to PERCENT of users; 100 releases fully",
+    CommandSpec("release", "release", "roll out to PERCENT of users; 100 releases fully",
                    _release_arguments, _release_payload),
-    ServiceCommand("delete", "delete", "delete a DRAFT version", no_arguments, no_payload),
+    CommandSpec("delete", "delete", "delete a DRAFT version", no_arguments, no_payload),
 )

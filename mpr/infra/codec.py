@@ -19,7 +19,7 @@ import binascii
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
@@ -176,10 +176,13 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(plain)
 
 
-def payloads_in(message: Message) -> Iterator[Payload]:
-    """Every Payload inside a protobuf message (a history event, say), depth first."""
+def payloads_in(
+    message: Message, skipping: Collection[str] = ()
+) -> Iterator[Payload]:
+    """Every Payload inside a protobuf message (a history event, say), depth first, but for
+    those under a field named in `skipping`."""
     for field, value in message.ListFields():
-        if field.message_type is None:
+        if field.message_type is None or field.name in skipping:
             continue
         if field.message_type.GetOptions().map_entry:
             items = list(value.values())
@@ -191,7 +194,7 @@ def payloads_in(message: Message) -> Iterator[Payload]:
             if isinstance(item, Payload):
                 yield item
             elif isinstance(item, Message):
-                yield from payloads_in(item)
+                yield from payloads_in(item, skipping)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -100,7 +100,7 @@ def reaching_database(url: str, what_to_do: str = "check DATABASE_URL") -> Itera
         yield
     except ValueError as error:  # asyncpg's word for a URL it cannot parse
         raise EntryPointError(
-            f"DATABASE_URL is not a PostgreSQL URL ({_without_secrets(str(error), url)}): "
+            f"DATABASE_URL is not a PostgreSQL URL ({without_secrets(str(error), url)}): "
             "it looks like postgresql://user:password@host:5432/database"
         ) from error
     except CONNECT_ERRORS as error:
@@ -141,10 +141,11 @@ def _reason(error: BaseException, url: str) -> str:
         return "connection refused"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror  # e.g. the name of an unknown host
-    return _without_secrets(str(error) or type(error).__name__, url)
+    return without_secrets(str(error) or type(error).__name__, url)
 
 
-def _without_secrets(text: str, url: str) -> str:
+def without_secrets(text: str, url: str) -> str:
+    """`text` with the URL's password (in the user part or the query) masked."""
     parts = urlsplit(url)
     secrets = [parts.password, *parse_qs(parts.query).get("password", [])]
     for secret in secrets:

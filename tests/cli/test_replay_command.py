@@ -3,16 +3,13 @@ type the worker runs, needs no payload keys for a history of plain payloads (rep
 nothing anywhere), and names the key an encrypted history needs when it is missing."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from google.protobuf.message import Message
-from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 
 from mpr.cli.history import show_json
-from mpr.infra.codec import EncryptionCodec, KeyRing, new_key_entry
+from mpr.infra.codec import EncryptionCodec, KeyRing, new_key_entry, payloads_in
 from mpr.infra.exit_codes import FAILURE
 from tests.mpr_runner import Mpr, mpr_runner
 from workflows import worker_workflows
@@ -60,24 +57,6 @@ async def test_replay_knows_every_workflow_type_the_worker_runs(offline_mpr: Mpr
     assert {"MiniProgramRelease", "MiniServiceRelease"} <= set(worker_workflows())
 
 
-def encoded_payloads(message: Message) -> Iterator[Payload]:
-    """The payloads of a history event that a payload codec encodes."""
-    for field, value in message.ListFields():
-        if field.message_type is None or field.name in NOT_ENCODED:
-            continue
-        if field.message_type.GetOptions().map_entry:
-            items = list(value.values())
-        elif field.is_repeated:
-            items = list(value)
-        else:
-            items = [value]
-        for item in items:
-            if isinstance(item, Payload):
-                yield item
-            elif isinstance(item, Message):
-                yield from encoded_payloads(item)
-
-
 @pytest.fixture
 def encrypted_history(tmp_path: Path) -> tuple[Path, str]:
     """release_full.json as the server would hold it from a worker encrypting with KEY_ID;
@@ -87,7 +66,7 @@ def encrypted_history(tmp_path: Path) -> tuple[Path, str]:
     history = WorkflowHistory.from_json("any", (HISTORIES / "release_full.json").read_text())
     encrypted = 0
     for event in history.events:
-        for payload in encoded_payloads(event):
+        for payload in payloads_in(event, skipping=NOT_ENCODED):
             payload.CopyFrom(codec.encrypt(payload))
             encrypted += 1
     assert encrypted, "no payload to encrypt"
