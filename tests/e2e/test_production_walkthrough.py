@@ -1,7 +1,7 @@
 """docs/production.md's "From `docker compose up` to a first release", steps 4 to 6, run
 against the test stack: the `mpr` lines as `mpr` (in-process), each tctl line as its `temporal`
 twin (tctl is not on PyPI), the sample's path and program id made this test's own. Steps 1 to
-3 need Docker; tests/test_deployment.py and tests/e2e/test_worker_check.py hold them."""
+3 need Docker; tests/infra/test_deployment.py and tests/e2e/test_worker_check.py hold them."""
 
 import json
 import re

@@ -1,4 +1,4 @@
-"""Regenerate the recorded workflow histories replayed by tests/test_replay_histories.py.
+"""Regenerate the recorded workflow histories replayed by tests/workflows/test_replay_histories.py.
 
     .venv/bin/python -m tests.histories.record
 

@@ -25,7 +25,7 @@ from mpr.infra.settings import DEFAULT_TASK_QUEUE, Settings
 from mpr.infra.temporal import search_attribute_type_names
 from workers.main import GRACEFUL_SHUTDOWN
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 # Where running the stack is documented: its services and ports, and every setting.

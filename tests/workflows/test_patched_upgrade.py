@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from tests.workflows.release_fakes import FakeCatalog
 from workflows.release import WORKFLOW_TYPE, MiniProgramRelease
 
-HISTORIES = Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parents[1] / "histories"
 RELEASE_HISTORIES = sorted(HISTORIES.glob("release_*.json"))
 # Paths that build, so the changed step is on them.
 BUILDING_HISTORIES = ["release_full.json", "release_build_failure_rebuild.json"]

@@ -17,7 +17,7 @@ from tests.stack import TEST_CONVERTER
 from workflows.mini_service import MiniServiceRelease
 from workflows.release import MiniProgramRelease
 
-HISTORIES = Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parents[1] / "histories"
 FILES = sorted(HISTORIES.glob("*.json"))
 
 # Every recorded path (tests/histories/record.py); continued-as-new paths have run1, run2, ...
