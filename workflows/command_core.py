@@ -50,6 +50,7 @@ S = TypeVar("S", bound=BaseModel)
 E = TypeVar("E")
 StageT = TypeVar("StageT", bound=StrEnum)
 EntryT = TypeVar("EntryT", bound=BaseModel)
+EntryT_co = TypeVar("EntryT_co", bound=BaseModel, covariant=True)
 R = TypeVar("R", bound="CatalogOutcome")
 
 
@@ -90,9 +91,9 @@ class Process(Protocol[S, E, R]):
 
     async def write(self, change: Change[S, E]) -> R: ...
 
-    def settle(self, state: S, result: R) -> S:
-        """The state to keep once the catalog answered a write (it may report facts the
-        state shows, such as the other versions of a mini service)."""
+    def settle(self, state: S, result: R, at: datetime) -> S:
+        """The state to keep once the catalog answered the write of an event made `at` (it may
+        report facts the state shows, such as the other versions of a mini service)."""
         ...
 
     def adopted(self, before: S, after: S) -> None:
@@ -108,7 +109,13 @@ class Process(Protocol[S, E, R]):
         ...
 
 
-AuditEntryOf = Callable[..., EntryT]
+class AuditEntryOf(Protocol[EntryT_co]):
+    """Builds a lifecycle's audit entry (whose stage fields have the lifecycle's own names)."""
+
+    def __call__(
+        self, *, seq: int, event_id: str, command: str, actor: str | None, accepted: bool,
+        reason: str | None, before: Any, after: Any, at: datetime,
+    ) -> EntryT_co: ...
 
 
 class CommandCore(Generic[S, E, StageT, EntryT, R]):
@@ -126,9 +133,9 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         self._audit_entry = audit_entry
         self._still_starting = still_starting
         self._state: S | None = None
-        self._ledger: Ledger[EntryT] = Ledger[EntryT]()
+        self._ledger: Ledger[EntryT] = Ledger()
         # Commands and changes made by finished work apply one at a time.
-        self.lock = asyncio.Lock()
+        self._lock = asyncio.Lock()
         self._commands = workflow.metric_meter().create_counter(
             metric, "Commands received, by name and outcome"
         )
@@ -151,7 +158,8 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
 
     @property
     def ledger(self) -> Ledger[EntryT]:
-        self.state  # noqa: B018 - the same "still starting" answer as the state's
+        if self._state is None:
+            raise ApplicationError(self._still_starting)
         return self._ledger
 
     def begin(self, state: S) -> None:
@@ -160,8 +168,9 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
 
     async def record_start(self, name: str, actor: str, state: S) -> R:
         """Record the event that started the workflow."""
-        return await self._write(name, actor, state, state, accepted=True, effects=None,
-                                 reason=None, payload=None)
+        result, _ = await self._write(name, actor, state, state, accepted=True, effects=None,
+                                      reason=None, payload=None)
+        return result
 
     def resume(self, carried: Carried[S, EntryT]) -> None:
         """Adopt the state and ledger the previous run handed over."""
@@ -178,14 +187,15 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.logger.info("continuing as new",
                              extra={"stage": self._lifecycle.stage_of(self.state)})
-        workflow.continue_as_new(args=[request, Carried(state=self.state, ledger=self._ledger)])
+        workflow.continue_as_new(
+            args=[request, Carried(state=self.state, ledger=self._ledger).payload()])
 
     # --- commands -----------------------------------------------------------------------
 
     async def handle(self, name: str, args: Sequence[Any]) -> LastRejection | None:
         """Run one command; returns the refusal, or None when it was accepted."""
         await workflow.wait_condition(lambda: self.started)
-        async with self.lock:
+        async with self._lock:
             try:
                 refusal = await self._apply(name, tuple(args))
             except ActivityError as error:
@@ -212,12 +222,12 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         decision = self._lifecycle.decide(before, command, roles, workflow.now())
         if isinstance(decision, Rejected):
             return await self._refuse(name, command.actor, decision.reason, payload)
-        result = await self.record(name, command.actor, decision, payload=payload)
+        result, at = await self._record(name, command.actor, decision, payload=payload)
         if not result.applied:
             # The catalog refused the move (e.g. another version holds the channel) and has
             # recorded the refusal itself.
             return self._remember_refusal(name, command.actor, result.refusal())
-        self.commit(self._process.settle(decision.state, result))
+        self.commit(self._process.settle(decision.state, result, at))
         await self._process.carry_out(decision.effects, result)
         return None
 
@@ -226,12 +236,12 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
     ) -> R | None:
         """Apply a change caused by finished work or another workflow, unless `change` finds
         there is nothing to do (None): a command may have moved on meanwhile."""
-        async with self.lock:
+        async with self._lock:
             decision = await change(self.state)
             if decision is None:
                 return None
-            result = await self.record(name, None, decision)
-            self.commit(self._process.settle(decision.state, result))
+            result, at = await self._record(name, None, decision)
+            self.commit(self._process.settle(decision.state, result, at))
             return result
 
     async def _refuse(
@@ -250,15 +260,16 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
 
     # --- recording ----------------------------------------------------------------------
 
-    async def record(
+    async def _record(
         self,
         name: str,
         actor: str | None,
         decision: Accepted[S, E],
         *,
         payload: dict[str, Any] | None = None,
-    ) -> R:
-        """Write an accepted change to the catalog and the ledger (not yet committed)."""
+    ) -> tuple[R, datetime]:
+        """Write an accepted change to the catalog and the ledger (not yet committed); the
+        catalog's answer, and the time of the event."""
         return await self._write(name, actor, self.state, decision.state, accepted=True,
                                  effects=decision.effects, reason=decision.note,
                                  payload=payload)
@@ -274,7 +285,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         effects: E | None,
         reason: str | None,
         payload: dict[str, Any] | None,
-    ) -> R:
+    ) -> tuple[R, datetime]:
         change = Change(
             event_id=str(workflow.uuid4()), seq=self._ledger.next_seq, at=workflow.now(),
             command=name,
@@ -283,7 +294,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         )
         result = await self._process.write(change)
         if self._state is not None:
-            self._state = self._process.settle(self._state, result)
+            self._state = self._process.settle(self._state, result, change.at)
         applied = accepted and result.applied
         stage_of = self._lifecycle.stage_of
         entry = self._audit_entry(
@@ -293,7 +304,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
             at=change.at,
         )
         self._ledger = self._ledger.recorded(entry, change.seq)
-        return result
+        return result, change.at
 
     # --- handlers -----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ before, whose workflow is told so and ends. Commands go through the shared comma
 (`workflows.command_core`), which applies the rules of `mpr.domain.mini_service.rules`.
 """
 
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -16,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.mini_service.catalog import MiniServiceCatalogActivities
     from mpr.domain.core.commands import describe
-    from mpr.domain.core.ledger import read_carried
+    from mpr.domain.core.ledger import Carried
     from mpr.domain.core.models import Role
     from mpr.domain.core.rules import Accepted
     from mpr.domain.mini_service.models import (
@@ -70,7 +71,7 @@ class MiniServiceRelease:
     @workflow.run
     async def run(self, request: Any, carried: Any = None) -> MiniServiceStatus:
         if carried is not None:
-            self._core.resume(read_carried(carried, MiniServiceState, ServiceAuditEntry))
+            self._core.resume(Carried.read(carried, MiniServiceState, ServiceAuditEntry))
         else:
             await self._begin(request)
         self._publish_search_attributes()
@@ -192,13 +193,12 @@ class MiniServiceRelease:
             start_to_close_timeout=CATALOG_TIMEOUT, retry_policy=CATALOG_RETRY)
 
     def settle(
-        self, state: MiniServiceState, result: ServiceTransitionResult
+        self, state: MiniServiceState, result: ServiceTransitionResult, at: datetime
     ) -> MiniServiceState:
         """Every write answers with the super app's versions: keep them for `history`."""
         if not result.history:
             return state
-        return state.model_copy(update={"history": result.history,
-                                        "history_as_of": workflow.now()})
+        return state.model_copy(update={"history": result.history, "history_as_of": at})
 
     def adopted(self, before: MiniServiceState, after: MiniServiceState) -> None:
         if after.status != before.status or after.percent != before.percent:

@@ -9,7 +9,7 @@ waits for, and which activities it runs.
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.release.catalog import CatalogActivities
     from activities.release.compatibility import CompatibilityActivities
     from mpr.domain.core.commands import describe
-    from mpr.domain.core.ledger import read_carried
+    from mpr.domain.core.ledger import Carried
     from mpr.domain.core.models import Role
     from mpr.domain.core.rules import Accepted
     from mpr.domain.release.models import (
@@ -104,7 +104,7 @@ class MiniProgramRelease:
         with a readable error instead of failing workflow tasks forever; `carried` is what the
         previous run handed over through continue-as-new."""
         if carried is not None:
-            self._core.resume(read_carried(carried, ReleaseState, AuditEntry))
+            self._core.resume(Carried.read(carried, ReleaseState, AuditEntry))
         else:
             await self._begin(request)
         self._publish_search_attributes()
@@ -287,7 +287,9 @@ class MiniProgramRelease:
             retry_policy=CATALOG_RETRY,
         )
 
-    def settle(self, state: ReleaseState, result: TransitionResult) -> ReleaseState:
+    def settle(
+        self, state: ReleaseState, result: TransitionResult, at: datetime
+    ) -> ReleaseState:
         return state
 
     def adopted(self, before: ReleaseState, after: ReleaseState) -> None:

@@ -337,7 +337,7 @@ async def test_continued_run_resumes_from_carried_state(
     state = start_release(workflow_id, request, context, datetime.now(UTC)).model_copy(
         update={"stage": Stage.GRAYSCALE, "percent": 2, "pending_work": None}
     )
-    carried = Carried(state=state, ledger=Ledger[AuditEntry](count=41))
+    carried = Carried(state=state, ledger=Ledger[AuditEntry](count=41)).payload()
     handle = await releases.client.start_workflow(
         "MiniProgramRelease", args=[request.model_dump(mode="json"), carried], id=workflow_id,
         task_queue=releases.task_queue,

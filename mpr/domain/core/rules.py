@@ -70,6 +70,12 @@ class Lifecycle(Generic[S, E, StageT]):
     stage_word: str = "stage"
     """How operators call a position in the lifecycle: "stage" or "status"."""
 
+    def __post_init__(self) -> None:
+        payloads = [rule.payload for rule in self.rules.values()]
+        if len(set(payloads)) != len(payloads):
+            raise ValueError("each command needs a payload model of its own: decide tells "
+                             "commands apart by it")
+
     @property
     def commands(self) -> dict[str, type[Command]]:
         """The payload model of each command, by name: what `parse` reads."""
