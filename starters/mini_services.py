@@ -53,14 +53,14 @@ from mpr.domain.core.commands import Command
 from mpr.domain.core.models import IDENTIFIER
 from mpr.domain.mini_service.models import (
     MiniServiceContent,
-    MiniServiceStatus,
     Preview,
     ServiceStart,
-    ServiceStatus,
     ServiceVersionSummary,
     mini_service_id,
 )
 from mpr.domain.mini_service.rules import MINI_SERVICE
+from mpr.domain.mini_service.stages import ServiceStatus
+from mpr.domain.mini_service.state import MiniServiceStatus
 from mpr.infra.settings import DEFAULT_TASK_QUEUE, Settings
 from starters.errors import (
     ClientError,

@@ -21,23 +21,20 @@ with workflow.unsafe.imports_passed_through():
     from mpr.domain.core.models import Role
     from mpr.domain.core.rules import Accepted
     from mpr.domain.mini_service.models import (
-        FINAL_STATUSES,
         MiniServiceContent,
-        MiniServiceState,
-        MiniServiceStatus,
         Preview,
         ServiceAuditEntry,
-        ServiceEvent,
-        ServiceHistory,
         ServiceRolesRequest,
-        ServiceRow,
         ServiceStart,
-        ServiceStatus,
-        ServiceTransition,
-        ServiceTransitionResult,
         ServiceVersionRef,
         mini_service_id,
         preview,
+    )
+    from mpr.domain.mini_service.records import (
+        ServiceEvent,
+        ServiceRow,
+        ServiceTransition,
+        ServiceTransitionResult,
     )
     from mpr.domain.mini_service.rules import (
         MINI_SERVICE,
@@ -45,6 +42,8 @@ with workflow.unsafe.imports_passed_through():
         archived,
         start_service,
     )
+    from mpr.domain.mini_service.stages import FINAL_STATUSES, ServiceStatus
+    from mpr.domain.mini_service.state import MiniServiceState, MiniServiceStatus, ServiceHistory
     from workflows import search_attributes as sa
     from workflows.command_core import (
         CATALOG_RETRY,

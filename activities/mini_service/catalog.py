@@ -10,13 +10,8 @@ from temporalio import activity
 from activities.scope import activity_scope
 from mpr.catalog import mini_services
 from mpr.domain.core.models import Role
-from mpr.domain.mini_service.models import (
-    ServiceContext,
-    ServiceRolesRequest,
-    ServiceTransition,
-    ServiceTransitionResult,
-    ServiceVersionRef,
-)
+from mpr.domain.mini_service.models import ServiceContext, ServiceRolesRequest, ServiceVersionRef
+from mpr.domain.mini_service.records import ServiceTransition, ServiceTransitionResult
 from mpr.infra.logging import get_logger
 
 log = get_logger(__name__)

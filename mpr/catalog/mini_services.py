@@ -18,18 +18,19 @@ from mpr.catalog.db import Database, connection
 from mpr.domain.core.bucketing import BUCKETS, in_rollout, rollout_bucket
 from mpr.domain.core.models import Role
 from mpr.domain.mini_service.models import (
-    IN_FLIGHT,
     MiniServiceContent,
     ServiceContext,
-    ServiceEvent,
     ServiceRolesRequest,
-    ServiceRow,
-    ServiceStatus,
-    ServiceTransition,
-    ServiceTransitionResult,
     ServiceVersionRef,
     ServiceVersionSummary,
 )
+from mpr.domain.mini_service.records import (
+    ServiceEvent,
+    ServiceRow,
+    ServiceTransition,
+    ServiceTransitionResult,
+)
+from mpr.domain.mini_service.stages import IN_FLIGHT, ServiceStatus
 from mpr.domain.release.models import Environment
 
 IN_FLIGHT_INDEX = "mini_service_versions_in_flight"

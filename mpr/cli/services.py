@@ -34,8 +34,9 @@ from mpr.cli.arguments import (
 )
 from mpr.cli.catalog_access import open_catalog
 from mpr.cli.output import CliError, Handler, Subcommands, add_json_flag, emit, table, when
-from mpr.domain.mini_service.models import MiniServiceStatus, ServiceStatus
 from mpr.domain.mini_service.rules import MINI_SERVICE
+from mpr.domain.mini_service.stages import ServiceStatus
+from mpr.domain.mini_service.state import MiniServiceStatus
 from mpr.infra.exit_codes import USAGE
 from mpr.infra.settings import Settings
 from starters.mini_services import MiniServiceClient, ServiceRef

@@ -36,14 +36,16 @@ from mpr.domain.mini_service.models import (
     MiniServiceContent,
     Section,
     SectionKind,
-    ServiceEvent,
     ServiceRolesRequest,
-    ServiceRow,
-    ServiceStatus,
-    ServiceTransition,
-    ServiceTransitionResult,
     ServiceVersionRef,
 )
+from mpr.domain.mini_service.records import (
+    ServiceEvent,
+    ServiceRow,
+    ServiceTransition,
+    ServiceTransitionResult,
+)
+from mpr.domain.mini_service.stages import ServiceStatus
 from tests.catalog.readers import list_service_events
 from tests.mpr_runner import Mpr, mpr_runner
 

@@ -10,16 +10,10 @@ from hypothesis import strategies as st
 from mpr.domain.core.commands import Command, ParseFailure, parse
 from mpr.domain.core.models import Role
 from mpr.domain.core.rules import Accepted, Rejected
-from mpr.domain.mini_service.models import (
-    FINAL_STATUSES,
-    MiniServiceContent,
-    MiniServiceState,
-    ServiceStart,
-    ServiceStatus,
-    Title,
-    preview,
-)
+from mpr.domain.mini_service.models import MiniServiceContent, ServiceStart, Title, preview
 from mpr.domain.mini_service.rules import MINI_SERVICE, RULES, archived, start_service
+from mpr.domain.mini_service.stages import FINAL_STATUSES, ServiceStatus
+from mpr.domain.mini_service.state import MiniServiceState
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 ADMIN = frozenset({Role.SERVICE_ADMIN})

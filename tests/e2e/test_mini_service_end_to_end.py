@@ -23,7 +23,8 @@ from mpr.catalog.mini_services import (
     resolve_mini_service_detail,
 )
 from mpr.domain.core.models import Role
-from mpr.domain.mini_service.models import ServiceStart, ServiceStatus, mini_service_id
+from mpr.domain.mini_service.models import ServiceStart, mini_service_id
+from mpr.domain.mini_service.stages import ServiceStatus
 from mpr.domain.release.models import Reviewer, TargetAppPolicy
 from starters.mini_services import (
     CatalogNeeded,

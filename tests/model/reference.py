@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mpr.domain.core.models import Role
-from mpr.domain.mini_service.models import ServiceStatus as Status
+from mpr.domain.mini_service.stages import ServiceStatus as Status
 from mpr.domain.release.models import Reviewer
 from mpr.domain.release.stages import Stage
 

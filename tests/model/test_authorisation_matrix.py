@@ -23,8 +23,9 @@ from mpr.catalog.admin import Membership, add_member, set_target_app
 from mpr.domain.core.commands import Command, parse
 from mpr.domain.core.models import Role
 from mpr.domain.core.rules import Accepted, Rejected
-from mpr.domain.mini_service.models import MiniServiceState, ServiceRolesRequest, ServiceStart
+from mpr.domain.mini_service.models import ServiceRolesRequest, ServiceStart
 from mpr.domain.mini_service.rules import MINI_SERVICE, start_service
+from mpr.domain.mini_service.state import MiniServiceState
 from mpr.domain.release.models import (
     ActorRolesRequest,
     ReleaseContext,

@@ -23,8 +23,10 @@ from hypothesis.stateful import (
 
 from mpr.domain.core.commands import Command, ParseFailure, parse
 from mpr.domain.core.rules import Rejected
-from mpr.domain.mini_service.models import IN_FLIGHT, MiniServiceState, ServiceStart, ServiceStatus
+from mpr.domain.mini_service.models import ServiceStart
 from mpr.domain.mini_service.rules import MINI_SERVICE, RULES, archived, start_service
+from mpr.domain.mini_service.stages import IN_FLIGHT, ServiceStatus
+from mpr.domain.mini_service.state import MiniServiceState
 from tests.model import reference
 from tests.model.reference import Payload, ServiceModel, Version
 from tests.model.test_release_model import (

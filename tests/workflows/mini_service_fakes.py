@@ -7,15 +7,13 @@ from temporalio.exceptions import ApplicationError
 
 from mpr.domain.core.models import Role
 from mpr.domain.mini_service.models import (
-    IN_FLIGHT,
     ServiceContext,
     ServiceRolesRequest,
-    ServiceStatus,
-    ServiceTransition,
-    ServiceTransitionResult,
     ServiceVersionRef,
     ServiceVersionSummary,
 )
+from mpr.domain.mini_service.records import ServiceTransition, ServiceTransitionResult
+from mpr.domain.mini_service.stages import IN_FLIGHT, ServiceStatus
 
 
 @dataclass

@@ -12,7 +12,8 @@ import pytest
 from pydantic import BaseModel
 
 from mpr.domain.core.ledger import Carried
-from mpr.domain.mini_service.models import MiniServiceState, ServiceAuditEntry
+from mpr.domain.mini_service.models import ServiceAuditEntry
+from mpr.domain.mini_service.state import MiniServiceState
 from mpr.domain.release.models import AuditEntry
 from mpr.domain.release.state import ReleaseState
 

@@ -1,14 +1,14 @@
-"""Mini service content, state and the records the catalog keeps of it."""
+"""Mini service content, and the models its workflow, activities and clients exchange."""
 
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from mpr.domain.core.ledger import Ledger
-from mpr.domain.core.models import IDENTIFIER, LastRejection, Strict
+from mpr.domain.core.models import IDENTIFIER, Strict
+from mpr.domain.mini_service.stages import ServiceStatus
 
 MAX_TESTERS = 200
 MAX_SECTIONS = 50
@@ -18,20 +18,6 @@ MAX_LANGUAGES = 30
 MAX_LANGUAGE_CODE_LENGTH = 35
 LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
-
-
-class ServiceStatus(StrEnum):
-    DRAFT = "DRAFT"
-    TESTING = "TESTING"
-    RELEASING = "RELEASING"
-    RELEASED = "RELEASED"
-    ARCHIVED = "ARCHIVED"
-    DELETED = "DELETED"
-
-
-FINAL_STATUSES = frozenset({ServiceStatus.ARCHIVED, ServiceStatus.DELETED})
-# One version at a time may be shown to testers or rolled out, per super app.
-IN_FLIGHT = frozenset({ServiceStatus.TESTING, ServiceStatus.RELEASING})
 
 
 def _translations(value: dict[str, str]) -> dict[str, str]:
@@ -153,82 +139,6 @@ class ServiceAuditEntry(BaseModel):
     at: datetime
 
 
-ServiceLedger = Ledger[ServiceAuditEntry]
-
-
-class MiniServiceState(BaseModel):
-    """Everything a mini service version knows; carried across continue-as-new beside its
-    ledger."""
-
-    super_app: str
-    version_no: int
-    created_by: str
-    duplicated_from: int | None
-    status: ServiceStatus
-    content: MiniServiceContent
-    ladder: list[int]
-    percent: int = 0
-    testers: list[str] = []
-    next_section: int = 1
-    deleted_sections: list[str] = []
-    removed_programs: list[str] = []
-    """'section_id/mini_program_id' pairs removed in this version: they cannot come back."""
-    history: list[ServiceVersionSummary] = []
-    """The super app's versions as of `history_as_of`, the last catalog write."""
-    history_as_of: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
-    status_changed_at: datetime
-    released_at: datetime | None = None
-
-    @property
-    def workflow_id(self) -> str:
-        return mini_service_id(self.super_app, self.version_no)
-
-    def status_view(self, ledger: "ServiceLedger") -> "MiniServiceStatus":
-        return MiniServiceStatus(
-            workflow_id=self.workflow_id,
-            super_app=self.super_app,
-            version_no=self.version_no,
-            status=self.status,
-            percent=self.percent,
-            grayscale_ladder=self.ladder,
-            testers=len(self.testers),
-            sections=len(self.content.sections),
-            mini_programs=sum(len(s.mini_program_ids) for s in self.content.sections),
-            created_by=self.created_by,
-            duplicated_from=self.duplicated_from,
-            last_rejection=ledger.last_rejection,
-            audit_count=ledger.count,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-            status_changed_at=self.status_changed_at,
-            released_at=self.released_at,
-        )
-
-
-class MiniServiceStatus(BaseModel):
-    """The `status` query. Tester emails are personal data: only their number is shown."""
-
-    workflow_id: str
-    super_app: str
-    version_no: int
-    status: ServiceStatus
-    percent: int
-    grayscale_ladder: list[int]
-    testers: int
-    sections: int
-    mini_programs: int
-    created_by: str
-    duplicated_from: int | None
-    last_rejection: LastRejection | None
-    audit_count: int
-    created_at: datetime
-    updated_at: datetime
-    status_changed_at: datetime
-    released_at: datetime | None
-
-
 class PreviewSection(BaseModel):
     section_id: str
     kind: SectionKind
@@ -243,13 +153,6 @@ class Preview(BaseModel):
     language: str
     title: str
     sections: list[PreviewSection]
-
-
-class ServiceHistory(BaseModel):
-    """The `history` query: this super app's versions, as of the last catalog write."""
-
-    as_of: datetime | None
-    versions: list[ServiceVersionSummary]
 
 
 def mini_service_id(super_app: str, version_no: int) -> str:
@@ -272,60 +175,6 @@ def preview(content: MiniServiceContent, language: str) -> Preview:
             for s in content.sections
         ],
     )
-
-
-class ServiceEvent(BaseModel):
-    """One audit row of a mini service version; `event_id` makes writing it idempotent."""
-
-    event_id: str
-    super_app: str
-    version_no: int
-    seq: int
-    command: str
-    actor: str | None
-    accepted: bool
-    reason: str | None = None
-    status_before: ServiceStatus
-    status_after: ServiceStatus
-    payload: dict[str, Any] | None = None
-    at: datetime
-
-
-class ServiceRow(BaseModel):
-    """The catalog's copy of a mini service version."""
-
-    super_app: str
-    version_no: int
-    status: ServiceStatus
-    percent: int
-    content: MiniServiceContent
-    testers: list[str]
-    created_by: str
-    duplicated_from: int | None
-    at: datetime
-
-
-class ServiceTransition(BaseModel):
-    """Everything one event changes in the catalog, in one transaction."""
-
-    event: ServiceEvent
-    row: ServiceRow | None = None
-    """None when nothing changes (a refused command)."""
-    promote: bool = False
-    """This version became RELEASED: the previously released one becomes ARCHIVED."""
-
-
-class ServiceTransitionResult(BaseModel):
-    applied: bool
-    reason: str | None = None
-    """Why the catalog refused the move (another version is TESTING or RELEASING)."""
-    archived_version: int | None = None
-    """The version this promotion archived."""
-    history: list[ServiceVersionSummary] = []
-    """The super app's versions after this write, newest first."""
-
-    def refusal(self) -> str:
-        return self.reason or "the catalog refused the change"
 
 
 class ServiceRolesRequest(BaseModel):

@@ -38,16 +38,15 @@ from mpr.domain.mini_service.commands import (
     StartTest,
 )
 from mpr.domain.mini_service.models import (
-    FINAL_STATUSES,
     MAX_PROGRAMS_PER_SECTION,
     MAX_SECTIONS,
     MiniServiceContent,
-    MiniServiceState,
     Section,
     SectionKind,
     ServiceStart,
-    ServiceStatus,
 )
+from mpr.domain.mini_service.stages import FINAL_STATUSES, ServiceStatus
+from mpr.domain.mini_service.state import MiniServiceState
 
 SECTION_NUMBER = re.compile(r"section-(\d+)")
 
