@@ -172,10 +172,23 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
                                       reason=None, payload=None)
         return result
 
-    def resume(self, carried: Carried[S, EntryT]) -> None:
-        """Adopt the state and ledger the previous run handed over."""
-        self._state = carried.state
-        self._ledger = carried.ledger
+    def resume(self, carried: Any, state_type: type[S], entry_type: type[EntryT]) -> None:
+        """Adopt the state and ledger the previous run handed over through continue-as-new.
+
+        Only a run that continued as new takes them: a start that brings a state of its own
+        (copied from a history and edited, say) would begin past the build and the review.
+        """
+        if workflow.info().continued_run_id is None:
+            raise ApplicationError(
+                "invalid start input: a carried state is taken only by a run that continued "
+                "as new; start with the request alone", type="InvalidStartInput")
+        try:
+            handed = Carried.read(carried, state_type, entry_type)
+        except ValueError as error:
+            raise ApplicationError(f"invalid carried state: {error}",
+                                   type="InvalidStartInput") from None
+        self._state = handed.state
+        self._ledger = handed.ledger
 
     def commit(self, after: S) -> None:
         before = self.state

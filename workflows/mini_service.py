@@ -17,7 +17,6 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.mini_service.catalog import MiniServiceCatalogActivities
     from mpr.domain.core.commands import describe
-    from mpr.domain.core.ledger import Carried
     from mpr.domain.core.models import Role
     from mpr.domain.core.rules import Accepted
     from mpr.domain.mini_service.models import (
@@ -70,7 +69,7 @@ class MiniServiceRelease:
     @workflow.run
     async def run(self, request: Any, carried: Any = None) -> MiniServiceStatus:
         if carried is not None:
-            self._core.resume(Carried.read(carried, MiniServiceState, ServiceAuditEntry))
+            self._core.resume(carried, MiniServiceState, ServiceAuditEntry)
         else:
             await self._begin(request)
         self._publish_search_attributes()

@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.release.catalog import CatalogActivities
     from activities.release.compatibility import CompatibilityActivities
     from mpr.domain.core.commands import describe
-    from mpr.domain.core.ledger import Carried
     from mpr.domain.core.models import Role
     from mpr.domain.core.rules import Accepted
     from mpr.domain.release.models import (
@@ -104,7 +103,7 @@ class MiniProgramRelease:
         with a readable error instead of failing workflow tasks forever; `carried` is what the
         previous run handed over through continue-as-new."""
         if carried is not None:
-            self._core.resume(Carried.read(carried, ReleaseState, AuditEntry))
+            self._core.resume(carried, ReleaseState, AuditEntry)
         else:
             await self._begin(request)
         self._publish_search_attributes()

@@ -9,6 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from tests.workflows.driving import Releases
+from tests.workflows.handover import Handover
 from tests.workflows.release_fakes import MEMBERS, FakeCatalog
 from workflows.release import MiniProgramRelease
 
@@ -22,7 +23,7 @@ def catalog() -> FakeCatalog:
 async def releases(env: WorkflowEnvironment, catalog: FakeCatalog) -> AsyncIterator[Releases]:
     queue = f"release-test-{uuid.uuid4()}"
     async with Worker(
-        env.client, task_queue=queue, workflows=[MiniProgramRelease],
+        env.client, task_queue=queue, workflows=[MiniProgramRelease, Handover],
         activities=catalog.activities,
     ):
         yield Releases(env.client, queue)

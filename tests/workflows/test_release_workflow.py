@@ -17,7 +17,13 @@ from mpr.domain.release.release_id import release_id
 from mpr.domain.release.rules import start_release
 from mpr.domain.release.stages import Stage
 from tests.stack import TEST_CONVERTER
-from tests.workflows.driving import Releases, command, start_input, wait_for_stage
+from tests.workflows.driving import (
+    Releases,
+    command,
+    start_input,
+    until_answering,
+    wait_for_stage,
+)
 from tests.workflows.release_fakes import POLICIES, FakeCatalog
 from workflows import search_attributes as sa
 from workflows.release import MiniProgramRelease
@@ -338,15 +344,47 @@ async def test_continued_run_resumes_from_carried_state(
         update={"stage": Stage.GRAYSCALE, "percent": 2, "pending_work": None}
     )
     carried = Carried(state=state, ledger=Ledger[AuditEntry](count=41)).payload()
-    handle = await releases.client.start_workflow(
-        "MiniProgramRelease", args=[request.model_dump(mode="json"), carried], id=workflow_id,
-        task_queue=releases.task_queue,
+    handover = await releases.client.start_workflow(
+        "Handover", args=["MiniProgramRelease", request.model_dump(mode="json"), carried],
+        id=workflow_id, task_queue=releases.task_queue,
     )
+    handle = releases.client.get_workflow_handle(workflow_id)
+    for _ in range(600):  # until the handover has continued as new (30 s at most)
+        if (await handle.describe()).run_id != handover.first_execution_run_id:
+            break
+        await asyncio.sleep(0.05)
+    await until_answering(handle)
     status = await command(handle, "set_grayscale", actor="admin", percent=5)
     assert (status["stage"], status["percent"], status["audit_count"]) == ("GRAYSCALE", 5, 42)
     assert catalog.build_started == 0, "a continued run does not start over"
     assert not catalog.events("start_release")
     await command(handle, "cancel_release", actor="owner")
+
+
+async def test_a_start_that_brings_its_own_state_is_refused(
+    releases: Releases, catalog: FakeCatalog
+):
+    """A state copied from a history and edited to RELEASE_PREPARATION must not begin a release
+    past its build and review: only a run that continued as new takes a carried state."""
+    request = StartInput.model_validate(start_input())
+    workflow_id = release_id(request.mini_program_id, request.version, request.target_app,
+                             request.environment)
+    context = ReleaseContext(policy=POLICIES["alipaycn"], first_release=False,
+                             previous_stable_version="0.9.0")
+    state = start_release(workflow_id, request, context, datetime.now(UTC)).model_copy(
+        update={"stage": Stage.RELEASE_PREPARATION, "pending_work": None}
+    )
+    carried = Carried(state=state, ledger=Ledger[AuditEntry]()).payload()
+    handle = await releases.client.start_workflow(
+        "MiniProgramRelease", args=[request.model_dump(mode="json"), carried], id=workflow_id,
+        task_queue=releases.task_queue,
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidStartInput"
+    assert "taken only by a run that continued as new" in cause.message
+    assert catalog.transitions == [], "nothing is written"
 
 
 async def test_history_replays_deterministically(releases: Releases):
