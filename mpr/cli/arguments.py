@@ -4,11 +4,12 @@ command built from the options given."""
 import argparse
 import getpass
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mpr.cli.output import Handler, Subcommands, add_json_flag
+from mpr.domain.core.commands import Command
 
 Payload = dict[str, Any]
 """A command's fields as the options give them; the command model validates them."""
@@ -46,6 +47,14 @@ class CommandSpec:
     help: str
     arguments: Callable[[argparse.ArgumentParser], None]
     payload: Callable[[argparse.Namespace], Payload]
+
+    def command_from(
+        self, args: argparse.Namespace, commands: Mapping[str, type[Command]]
+    ) -> Command:
+        """The command the options describe, validated here so that a typo is a usage error
+        before anything is sent."""
+        return commands[self.command].model_validate({"actor": actor(args),
+                                                      **self.payload(args)})
 
 
 def add_command_parsers(

@@ -398,9 +398,7 @@ async def _watch(args: argparse.Namespace) -> None:
 def _sender(spec: CommandSpec) -> Handler:
     async def send(args: argparse.Namespace) -> None:
         ref = _release_ref(args)
-        # Validated here so that a typo is a usage error before anything is sent.
-        command = RELEASE.commands[spec.command].model_validate({"actor": actor(args),
-                                                         **spec.payload(args)})
+        command = spec.command_from(args, RELEASE.commands)
         status = await (await _connect()).command(ref, spec.command, command)
         emit(args, status.model_dump(mode="json"),
              f"{spec.command} accepted: {status.release_id}  {_position(status)}")

@@ -263,9 +263,7 @@ async def _resolve(args: argparse.Namespace) -> None:
 def _sender(spec: CommandSpec) -> Handler:
     async def send(args: argparse.Namespace) -> None:
         ref = _service_ref(args)
-        # Validated here so that a typo is a usage error before anything is sent.
-        command = MINI_SERVICE.commands[spec.command].model_validate(
-            {"actor": actor(args), **spec.payload(args)})
+        command = spec.command_from(args, MINI_SERVICE.commands)
         async with _client() as services:
             status = await services.command(ref.super_app, ref.version_no, spec.command,
                                             command)
