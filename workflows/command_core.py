@@ -190,7 +190,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         self._state = handed.state
         self._ledger = handed.ledger
 
-    def commit(self, after: S) -> None:
+    def _commit(self, after: S) -> None:
         before = self.state
         self._state = after
         self._process.adopted(before, after)
@@ -240,7 +240,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
             # The catalog refused the move (e.g. another version holds the channel) and has
             # recorded the refusal itself.
             return self._remember_refusal(name, command.actor, result.refusal())
-        self.commit(self._process.settle(decision.state, result, at))
+        self._commit(self._process.settle(decision.state, result, at))
         await self._process.carry_out(decision.effects, result)
         return None
 
@@ -254,7 +254,7 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
             if decision is None:
                 return None
             result, at = await self._record(name, None, decision)
-            self.commit(self._process.settle(decision.state, result, at))
+            self._commit(self._process.settle(decision.state, result, at))
             return result
 
     async def _refuse(
