@@ -12,7 +12,6 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from temporalio.client import (
-    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -156,8 +155,11 @@ class Run:
         assert unchanged == {k: v for k, v in before.items() if k not in REFUSAL_FIELDS}
 
     async def _deliver(self, handle: WorkflowHandle[Any, Any], command: Sent) -> bool:
-        if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
-            return False  # it ended at RELEASED or CANCELED: nothing reaches it any more
+        if (await handle.describe()).close_time is not None:
+            # It ended at RELEASED or CANCELED: nothing reaches it any more. Its close time
+            # says so; "not RUNNING" need not, since the description's status is None when the
+            # server leaves it unspecified, and a running release must still get the command.
+            return False
         if command.name not in RELEASE.rules:
             # No update handler by that name: as a signal it is recorded as a refusal.
             count = (await handle.query("status"))["audit_count"]
