@@ -26,8 +26,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mpr.domain.core.commands import Command
+from mpr.infra import temporal
 from mpr.infra.settings import Settings
-from mpr.infra.temporal import connect, connect_config
+from mpr.infra.temporal import connect
 from starters.errors import (
     TemporalUnreachable,
     WorkflowFailed,
@@ -46,9 +47,8 @@ async def connect_client(settings: Settings) -> Client:
     """A client as `settings` say; TemporalUnreachable when the server is not up."""
     try:
         return await connect(settings)
-    except ConnectionError as error:
-        address = connect_config(settings)["target_host"]
-        raise TemporalUnreachable(address, str(error.__cause__ or error)) from None
+    except temporal.TemporalUnreachable as error:
+        raise TemporalUnreachable(error.address, error.reason) from None
 
 
 def command_payload(commands: Mapping[str, type[Command]], name: str,

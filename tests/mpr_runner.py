@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from mpr.cli.main import main
@@ -48,3 +49,16 @@ def mpr_runner(env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch,
         return Run(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(name="mpr")
+def catalog_mpr(
+    db_pool: asyncpg.Pool,  # a clean catalog for each test
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> Mpr:
+    """`mpr` against the test catalog only, no Temporal: for the modules of commands that need
+    nothing else (they import this fixture, which then stands for the stack's `mpr`)."""
+    return mpr_runner({"DATABASE_URL": postgres_url}, monkeypatch, capsys, tmp_path)

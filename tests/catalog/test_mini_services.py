@@ -4,7 +4,6 @@ import asyncio
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -47,7 +46,7 @@ from mpr.domain.mini_service.records import (
 )
 from mpr.domain.mini_service.stages import ServiceStatus
 from tests.catalog.readers import list_service_events
-from tests.mpr_runner import Mpr, mpr_runner
+from tests.mpr_runner import Mpr, catalog_mpr  # noqa: F401 (the module's `mpr`)
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 DRAFT, TESTING, RELEASING = ServiceStatus.DRAFT, ServiceStatus.TESTING, ServiceStatus.RELEASING
@@ -592,17 +591,6 @@ async def test_migration_002_upgrades_a_catalog_on_001(
         "workspace_members_role_check",
         "workspace_members_target_app_scope",
     ]
-
-
-@pytest.fixture
-def mpr(
-    db_pool: asyncpg.Pool,
-    postgres_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-) -> Mpr:
-    return mpr_runner({"DATABASE_URL": postgres_url}, monkeypatch, capsys, tmp_path)
 
 
 async def test_mpr_grants_service_roles(mpr: Mpr) -> None:

@@ -1,24 +1,11 @@
 """`mpr` run in-process against the test database, as an operator would type it."""
 
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.catalog.factories import Release, to_released
-from tests.mpr_runner import Mpr, mpr_runner
-
-
-@pytest.fixture
-def mpr(
-    db_pool: asyncpg.Pool,
-    postgres_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-) -> Mpr:
-    return mpr_runner({"DATABASE_URL": postgres_url}, monkeypatch, capsys, tmp_path)
-
+from tests.mpr_runner import Mpr, catalog_mpr  # noqa: F401 (the module's `mpr`)
 
 # --- members ---------------------------------------------------------------------------------
 
