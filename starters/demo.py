@@ -24,8 +24,10 @@ from mpr.catalog.admin import Membership, add_member
 from mpr.catalog.db import create_pool
 from mpr.catalog.releases import get_release
 from mpr.catalog.rollout import resolve_version
+from mpr.domain.core.identity import TOKEN_FIELD
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import StartInput
+from mpr.infra.dev_issuer import DevIssuer
 from mpr.infra.entrypoint import run_and_exit
 from mpr.infra.settings import STACK_ENV_FILE, Settings, read_env_file
 from mpr.infra.temporal import connect
@@ -46,19 +48,44 @@ class DemoFailed(Exception):
     pass
 
 
+class People:
+    """Each person of the demo signed in as themselves: a token of the embedded stack's
+    issuer (`mpr login --user NAME`), or, with MPR_AUTH=off, just the actor field."""
+
+    def __init__(self, settings: Settings) -> None:
+        issuer = DevIssuer.under()
+        if not settings.auth_required:
+            self._issuer = None
+        elif settings.auth_issuer == issuer.issuer and issuer.exists:
+            self._issuer = issuer
+        else:
+            raise DemoFailed(
+                f"the worker verifies tokens of {settings.auth_issuer}, and the demo can sign "
+                "in only with the embedded stack's own issuer: run it against `make up` "
+                "without MPR_AUTH_ISSUER exported")
+
+    def sent_by(self, user: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if self._issuer is None:
+            return {"actor": user, **payload}
+        return {TOKEN_FIELD: self._issuer.token(user), **payload}
+
+
 class Operator:
     """Sends signals to one release and prints each stage the release reaches."""
 
-    def __init__(self, handle: WorkflowHandle[Any, Any]) -> None:
+    def __init__(self, handle: WorkflowHandle[Any, Any], people: People) -> None:
         self.handle = handle
+        self.people = people
         self.seen = 0
 
-    async def signal(self, name: str, payload: dict[str, Any], expect: str) -> dict[str, Any]:
+    async def signal(self, user: str, name: str, payload: dict[str, Any],
+                     expect: str) -> dict[str, Any]:
+        shown = {TOKEN_FIELD: f"$(mpr login --user {user} >&2 && mpr token)", **payload}
         line = shlex.join(["temporal", "workflow", "signal", "--workflow-id", self.handle.id,
-                           "--name", name, "--input", json.dumps(payload)])
+                           "--name", name, "--input", json.dumps(shown)])
         print(f"  $ {line}")
         sent_after = self.seen
-        await self.handle.signal(name, payload)
+        await self.handle.signal(name, self.people.sent_by(user, payload))
         return await self.follow(expect, after=sent_after)
 
     async def follow(self, expect: str, after: int = 0, within: float = 120) -> dict[str, Any]:
@@ -89,7 +116,8 @@ def _detail(entry: dict[str, Any]) -> str:
     return f"   ({entry['reason']})" if entry.get("reason") else ""
 
 
-async def release_two_versions(client: Client, db: asyncpg.Pool, task_queue: str) -> None:
+async def release_two_versions(client: Client, db: asyncpg.Pool, task_queue: str,
+                               people: People) -> None:
     program = f"coffee-shop-{uuid.uuid4().hex[:6]}"
     for user, role in PEOPLE.items():
         target_app = "gopay" if role is Role.PARTNER_REVIEWER else ""
@@ -97,49 +125,48 @@ async def release_two_versions(client: Client, db: asyncpg.Pool, task_queue: str
                                         target_app=target_app))
     print(f"workspace {WORKSPACE}: " + ", ".join(f"{u} ({r})" for u, r in PEOPLE.items()))
 
-    first = await _release(client, task_queue, program, "1.0.0", SAMPLES / "1.0.0")
+    first = await _release(client, task_queue, people, program, "1.0.0", SAMPLES / "1.0.0")
     await first.follow("READY_TO_APPLY")
-    await first.signal("apply_release", {"actor": "alice", "basic_info": {
+    await first.signal("alice", "apply_release", {"basic_info": {
         "name": "Coffee Shop", "description": "Order coffee ahead"}}, "UNDER_REVIEW")
-    await first.signal("reject_review", {"actor": "petra", "reviewer": "partner_app",
+    await first.signal("petra", "reject_review", {"reviewer": "partner_app",
                                          "reason": "add a privacy policy link"}, "REJECTED")
-    await first.signal("update_config", {"actor": "alice", "config": {"basic_info": {
+    await first.signal("alice", "update_config", {"config": {"basic_info": {
         "description": "Order coffee ahead. Privacy: https://coffee.example.com/privacy"}}},
         "REJECTED")
-    await first.signal("apply_release", {"actor": "alice"}, "UNDER_REVIEW")
-    await first.signal("approve_review", {"actor": "petra", "reviewer": "partner_app"},
+    await first.signal("alice", "apply_release", {}, "UNDER_REVIEW")
+    await first.signal("petra", "approve_review", {"reviewer": "partner_app"},
                        "RELEASE_PREPARATION")
-    await first.signal("full_release", {"actor": "adam"}, "RELEASED")
+    await first.signal("adam", "full_release", {}, "RELEASED")
     print(f"  a user now gets {await resolve_version(db, program, 'gopay', 'user-0001')}")
 
-    withdrawn = await _release(client, task_queue, program, "1.0.0", SAMPLES / "1.0.0",
+    withdrawn = await _release(client, task_queue, people, program, "1.0.0", SAMPLES / "1.0.0",
                                target_app="alipaycn")
     await withdrawn.follow("READY_TO_APPLY")
-    await withdrawn.signal("cancel_release", {"actor": "olga",
-                                              "reason": "launching on GoPay first"}, "CANCELED")
+    await withdrawn.signal("olga", "cancel_release", {"reason": "launching on GoPay first"},
+                           "CANCELED")
 
-    second = await _release(client, task_queue, program, "1.1.0", SAMPLES / "1.1.0-broken")
+    second = await _release(client, task_queue, people, program, "1.1.0", SAMPLES / "1.1.0-broken")
     await second.follow("BUILD_FAILED")
-    await second.signal("rebuild", {"actor": "alice", "source": str(SAMPLES / "1.1.0")},
+    await second.signal("alice", "rebuild", {"source": str(SAMPLES / "1.1.0")},
                         "READY_TO_APPLY")
-    await second.signal("apply_release", {"actor": "alice", "basic_info": {
+    await second.signal("alice", "apply_release", {"basic_info": {
         "name": "Coffee Shop", "description": "Order coffee ahead, now with order history"}},
         "UNDER_REVIEW")
-    await second.signal("approve_review", {"actor": "petra", "reviewer": "partner_app",
-                                           "comment": "ok"}, "RELEASE_PREPARATION")
-    await second.signal("start_whitelist_test", {"actor": "adam",
-                                                 "user_ids": ["user-0001", "user-0002"]},
-                        "WHITELIST_TESTING")
+    await second.signal("petra", "approve_review", {"reviewer": "partner_app",
+                                                    "comment": "ok"}, "RELEASE_PREPARATION")
+    await second.signal("adam", "start_whitelist_test",
+                        {"user_ids": ["user-0001", "user-0002"]}, "WHITELIST_TESTING")
     print(f"  whitelisted user-0001 gets {await resolve_version(db, program, 'gopay', 'user-0001')}"
           f", user-0003 gets {await resolve_version(db, program, 'gopay', 'user-0003')}")
     for percent in (1, 10):
-        await second.signal("set_grayscale", {"actor": "adam", "percent": percent}, "GRAYSCALE")
+        await second.signal("adam", "set_grayscale", {"percent": percent}, "GRAYSCALE")
         await _show_rollout(db, program)
-    await second.signal("reset_grayscale", {"actor": "adam"}, "RELEASE_PREPARATION")
+    await second.signal("adam", "reset_grayscale", {}, "RELEASE_PREPARATION")
     for percent in (5, 50):
-        await second.signal("set_grayscale", {"actor": "adam", "percent": percent}, "GRAYSCALE")
+        await second.signal("adam", "set_grayscale", {"percent": percent}, "GRAYSCALE")
         await _show_rollout(db, program)
-    await second.signal("set_grayscale", {"actor": "adam", "percent": 100}, "RELEASED")
+    await second.signal("adam", "set_grayscale", {"percent": 100}, "RELEASED")
     await _show_rollout(db, program)
 
     previous = await get_release(db, first.handle.id)
@@ -148,13 +175,17 @@ async def release_two_versions(client: Client, db: asyncpg.Pool, task_queue: str
     print(f"1.1.0 is released; the catalog archived 1.0.0 ({first.handle.id} -> ARCHIVED)")
 
 
-async def _release(client: Client, task_queue: str, program: str, version: str, source: Path,
+async def _release(client: Client, task_queue: str, people: People, program: str,
+                   version: str, source: Path,
                    target_app: str = "gopay") -> Operator:
     request = StartInput(mini_program_id=program, version=version, target_app=target_app,
-                         workspace_id=WORKSPACE, requested_by="alice", source=str(source))
-    handle = await start_release(client, request, task_queue)
+                         workspace_id=WORKSPACE, source=str(source))
+    sent = people.sent_by("alice", {})
+    handle = await start_release(
+        client, request.model_copy(update={"requested_by": sent.get("actor")}), task_queue,
+        identity_token=sent.get(TOKEN_FIELD))
     print(f"\n{handle.id}: {version} from {source.relative_to(SAMPLES.parent)}")
-    return Operator(handle)
+    return Operator(handle, people)
 
 
 async def _show_rollout(db: asyncpg.Pool, program: str) -> None:
@@ -169,7 +200,7 @@ async def main() -> None:
     client = await connect(settings)
     db = await create_pool(settings.require_database_url())
     try:
-        await release_two_versions(client, db, settings.task_queue)
+        await release_two_versions(client, db, settings.task_queue, People(settings))
     finally:
         await db.close()
     ui = read_env_file(STACK_ENV_FILE).get("TEMPORAL_UI_URL")

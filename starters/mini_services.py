@@ -4,13 +4,17 @@ mini service page (seed 004).
     from starters.mini_services import MiniServiceClient, ServiceCommandRefused
 
     services = await MiniServiceClient.connect(pool)   # pool: the catalog (catalog.db)
-    version = await services.create("gopay", actor="olly")            # a new DRAFT
-    await services.command("gopay", version, "add_section",
-                           {"actor": "olly", "title": {"en": "Food"}})
+    version = await services.create("gopay")           # a new DRAFT, created by the token's
+    await services.command("gopay", version, "add_section", {"title": {"en": "Food"}})
     try:
-        await services.command("gopay", version, "release", {"actor": "olly", "percent": 5})
+        await services.command("gopay", version, "release", {"percent": 5})
     except ServiceCommandRefused as refused:
         print(refused.reason)                       # the workflow's own words
+
+Every command and start carries the caller's identity token: by default the one the
+environment configures (mpr.infra.tokens), or what `connect(..., token=provider)` is given, a
+coroutine function called for every command so that a long-running service can refresh it.
+Its subject is the actor; the payloads need no `actor`.
 
 The catalog allocates version numbers, so `create` and `duplicate` need it (as do `history`
 and `resolve`, which read it); everything else talks to Temporal only. Commands go as updates
@@ -62,6 +66,7 @@ from mpr.domain.mini_service.rules import MINI_SERVICE
 from mpr.domain.mini_service.stages import ServiceStatus
 from mpr.domain.mini_service.state import MiniServiceStatus
 from mpr.infra.settings import DEFAULT_TASK_QUEUE, Settings
+from mpr.infra.tokens import TokenProvider, token_provider
 from starters.errors import (
     ClientError,
     WorkflowFailed,
@@ -169,25 +174,28 @@ class CatalogNeeded(MiniServiceClientError):
 class MiniServiceClient:
     def __init__(self, client: Client, db: Database | None = None,
                  task_queue: str = DEFAULT_TASK_QUEUE, *,
+                 token: TokenProvider | None = None,
                  starting_grace: float = STARTING_GRACE_SECONDS) -> None:
         """`client` must use infra.temporal.data_converter(settings); `db` is the catalog,
-        needed by create, duplicate, history and resolve; `starting_grace` is how long calls
-        wait for a version that is still loading its super app's policy."""
+        needed by create, duplicate, history and resolve; `token` is called for every command
+        and start, and gives the caller's identity token (by default the one the environment
+        configures: mpr.infra.tokens); `starting_grace` is how long calls wait for a version
+        that is still loading its super app's policy."""
         self._client = client
         self._db = db
         self.task_queue = task_queue
         self._access = WorkflowAccess(
             client, still_starting=STILL_STARTING, starting_grace=starting_grace,
             not_found=ServiceNotFound, finished=_finished, failed=ServiceFailed,
-            starting=ServiceStarting, refused=_refused,
+            starting=ServiceStarting, refused=_refused, token=token or token_provider(),
         )
 
     @classmethod
-    async def connect(cls, db: Database | None = None,
-                      settings: Settings | None = None) -> "MiniServiceClient":
+    async def connect(cls, db: Database | None = None, settings: Settings | None = None, *,
+                      token: TokenProvider | None = None) -> "MiniServiceClient":
         settings = settings or Settings.from_env()
         client = await connect_client(settings)
-        return cls(client, db, settings.task_queue)
+        return cls(client, db, settings.task_queue, token=token)
 
     @property
     def address(self) -> str:
@@ -195,13 +203,14 @@ class MiniServiceClient:
 
     # --- versions -----------------------------------------------------------------------
 
-    async def create(self, super_app: str, actor: str) -> int:
+    async def create(self, super_app: str, actor: str | None = None) -> int:
         """A new DRAFT version of the super app's page (the four default sections); returns
         its number once the catalog has it."""
         return await self._start_new(ServiceStart(super_app=super_app, version_no=UNALLOCATED,
                                                   created_by=actor))
 
-    async def duplicate(self, super_app: str, from_version: int, actor: str) -> int:
+    async def duplicate(self, super_app: str, from_version: int,
+                        actor: str | None = None) -> int:
         """A new DRAFT version with the content of a RELEASED or ARCHIVED version (seed 004).
 
         ServiceNotFound when that version does not exist, ServiceCommandRefused when it is in
@@ -226,10 +235,11 @@ class MiniServiceClient:
         ServiceFinished when that version's workflow has already ended, ServiceFailed when
         the workflow refused its input."""
         workflow_id = mini_service_id(request.super_app, request.version_no)
+        sent = await self._access.identified(request.model_dump(mode="json", exclude_none=True))
         try:
             async with self._access.errors(workflow_id):
                 handle = await self._client.start_workflow(
-                    WORKFLOW_TYPE, request, id=workflow_id, task_queue=self.task_queue,
+                    WORKFLOW_TYPE, sent, id=workflow_id, task_queue=self.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                     # A start that failed (e.g. a catalog refusal) may be tried again.
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
@@ -307,7 +317,9 @@ class MiniServiceClient:
 
     async def _start_new(self, request: ServiceStart) -> int:
         """Allocate a number for `request` and start it. The request is built (validated)
-        before the number is allocated, so that a bad one burns no number."""
+        before the number is allocated, so that a bad one burns no number; so is the token
+        looked up (a missing one burns none either)."""
+        await self._access.identity_token()
         version_no = await allocate_service_version(self._catalog("create"), request.super_app)
         await self.start(request.model_copy(update={"version_no": version_no}))
         return version_no

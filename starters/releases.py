@@ -9,9 +9,15 @@
     ref = await releases.start(StartInput(...))      # starting the same version again is a no-op
     await releases.wait_for_stage(ref, Stage.READY_TO_APPLY, timeout=120)
     try:
-        status = await releases.command(ref, "apply_release", ApplyRelease(actor="alice"))
+        status = await releases.command(ref, "apply_release", ApplyRelease())
     except CommandRefused as refused:
         print(refused.reason)                       # the workflow's own words
+
+Every command and start carries the caller's identity token: by default the one the
+environment configures (mpr.infra.tokens: MPR_TOKEN, MPR_TOKEN_FILE, MPR_TOKEN_COMMAND or
+`mpr login`), or `ReleaseClient.connect(token=provider)`, a coroutine function called for every
+command so that a long-running service can refresh it. Its subject is the actor: payloads
+need no `actor`, and one that names someone else is refused.
 
 Commands go as updates: the call returns the state the release accepted the command in, or
 raises `CommandRefused`; `signal()` is the fire-and-forget variant. Every failure the caller
@@ -30,7 +36,7 @@ server), and reacts as soon as the server has the event.
 A service holding a Temporal client of its own can start a release without ReleaseClient:
 
     client = await mpr.infra.temporal.connect(Settings.from_env())
-    handle = await start_release(client, StartInput(...))
+    handle = await start_release(client, StartInput(...), identity_token=token)
 
 Starting the same version twice returns the running release; a version whose release has
 already finished (RELEASED or CANCELED) cannot be started again: release a new version.
@@ -67,6 +73,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mpr.domain.core.commands import Command
+from mpr.domain.core.identity import TOKEN_FIELD
 from mpr.domain.core.models import IDENTIFIER
 from mpr.domain.release.models import SEMVER, CompatibilityReport, Environment, StartInput
 from mpr.domain.release.release_id import parse_release_id, release_id
@@ -74,6 +81,7 @@ from mpr.domain.release.rules import RELEASE
 from mpr.domain.release.stages import TERMINAL_STAGES, Stage
 from mpr.domain.release.state import AuditLog, ReleaseStatus
 from mpr.infra.settings import DEFAULT_TASK_QUEUE, Settings
+from mpr.infra.tokens import TokenProvider, token_provider
 from starters.errors import (
     ClientError,
     WorkflowFailed,
@@ -247,13 +255,19 @@ def release_id_of(request: StartInput) -> str:
 
 
 async def start_release(
-    client: Client, request: StartInput, task_queue: str = DEFAULT_TASK_QUEUE
+    client: Client, request: StartInput, task_queue: str = DEFAULT_TASK_QUEUE, *,
+    identity_token: str | None,
 ) -> WorkflowHandle[Any, Any]:
+    """Start the release `request` asks for, as the subject of `identity_token` (None only
+    where the worker runs with MPR_AUTH=off)."""
     workflow_id = release_id_of(request)
+    sent = request.model_dump(mode="json", exclude_none=True)
+    if identity_token is not None:
+        sent[TOKEN_FIELD] = identity_token
     try:
         handle = await client.start_workflow(
             WORKFLOW_TYPE,
-            request,
+            sent,
             id=workflow_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -298,22 +312,26 @@ async def until_answering(handle: WorkflowHandle[Any, Any], within: float = 10) 
 
 class ReleaseClient:
     def __init__(self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE, *,
+                 token: TokenProvider | None = None,
                  starting_grace: float = STARTING_GRACE_SECONDS) -> None:
-        """`client` must use infra.temporal.data_converter(settings); `starting_grace` is
-        how long queries wait for a release that is still loading its policy."""
+        """`client` must use infra.temporal.data_converter(settings); `token` is called for
+        every command and start, and gives the caller's identity token (by default the one the
+        environment configures: mpr.infra.tokens); `starting_grace` is how long queries wait
+        for a release that is still loading its policy."""
         self._client = client
         self.task_queue = task_queue
         self._access = WorkflowAccess(
             client, still_starting=STILL_STARTING, starting_grace=starting_grace,
             not_found=ReleaseNotFound, finished=_finished, failed=ReleaseFailed,
-            starting=ReleaseStarting, refused=_refused,
+            starting=ReleaseStarting, refused=_refused, token=token or token_provider(),
         )
 
     @classmethod
-    async def connect(cls, settings: Settings | None = None) -> "ReleaseClient":
+    async def connect(cls, settings: Settings | None = None, *,
+                      token: TokenProvider | None = None) -> "ReleaseClient":
         settings = settings or Settings.from_env()
         client = await connect_client(settings)
-        return cls(client, settings.task_queue)
+        return cls(client, settings.task_queue, token=token)
 
     @property
     def address(self) -> str:
@@ -326,8 +344,10 @@ class ReleaseClient:
         when the workflow refused its input."""
         workflow_id = release_id_of(request)
         try:
+            identity_token = await self._access.identity_token()
             async with self._access.errors(workflow_id):
-                await start_release(self._client, request, self.task_queue)
+                await start_release(self._client, request, self.task_queue,
+                                    identity_token=identity_token)
         except ReleaseAlreadyFinished:
             raise _finished(workflow_id, await self._access.describe(workflow_id)) from None
         await self._access.raise_if_failed(workflow_id, await self._access.describe(workflow_id))

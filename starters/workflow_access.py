@@ -26,9 +26,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mpr.domain.core.commands import Command
+from mpr.domain.core.identity import TOKEN_FIELD
 from mpr.infra import temporal
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import connect
+from mpr.infra.tokens import TokenProvider
 from starters.errors import (
     TemporalUnreachable,
     WorkflowFailed,
@@ -78,6 +80,7 @@ class WorkflowAccess:
         failed: Callable[[str, str], WorkflowFailed],
         starting: Callable[[str], WorkflowStarting],
         refused: Callable[[str, str, str, Mapping[str, Any]], WorkflowRefused],
+        token: TokenProvider,
     ) -> None:
         """`still_starting` is what the workflow's queries fail with until it has loaded its
         policy, and `starting_grace` how long queries wait that out. A server that does not
@@ -88,8 +91,11 @@ class WorkflowAccess:
         - failed(workflow_id, reason): the workflow failed;
         - starting(workflow_id): it is still starting once `starting_grace` has passed;
         - refused(workflow_id, command, reason, details): the workflow refused an update, with
-          the details it gave ({} when none)."""
+          the details it gave ({} when none).
+
+        `token` is called for every command and start: the identity token sent with it."""
         self._client = client
+        self._token = token
         self.still_starting = still_starting
         self.starting_grace = starting_grace
         self._not_found = not_found
@@ -121,13 +127,22 @@ class WorkflowAccess:
                 raise self._starting(workflow_id)
             await asyncio.sleep(STARTING_POLL_SECONDS)
 
+    async def identity_token(self) -> str:
+        """The caller's identity token now (TokenUnavailable when there is none)."""
+        return await self._token()
+
+    async def identified(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """`payload` with the caller's identity token."""
+        return {**payload, TOKEN_FIELD: await self.identity_token()}
+
     async def update(self, workflow_id: str, name: str, payload: dict[str, Any],
                      result_type: Any) -> Any:
         """Run an update; a refusal (COMMAND_REJECTED) raises the `refused` error."""
         handle = self._client.get_workflow_handle(workflow_id)
+        sent = await self.identified(payload)
         try:
             async with self.errors(workflow_id):
-                return await handle.execute_update(name, payload, result_type=result_type)
+                return await handle.execute_update(name, sent, result_type=result_type)
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             if not (isinstance(cause, ApplicationError) and cause.type == COMMAND_REJECTED):
@@ -138,8 +153,9 @@ class WorkflowAccess:
             raise self._refused(workflow_id, name, cause.message, details) from None
 
     async def signal(self, workflow_id: str, name: str, payload: dict[str, Any]) -> None:
+        sent = await self.identified(payload)
         async with self.errors(workflow_id):
-            await self._client.get_workflow_handle(workflow_id).signal(name, payload)
+            await self._client.get_workflow_handle(workflow_id).signal(name, sent)
 
     async def describe(self, workflow_id: str) -> WorkflowExecutionDescription:
         async with self.errors(workflow_id):

@@ -26,7 +26,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from mpr.catalog.db import CONNECT_TIMEOUT_SECONDS, MigrationError, pending_migrations
 from mpr.infra.codec import PayloadKeyError
-from mpr.infra.settings import Settings
+from mpr.infra.identity import KeysUnavailable, verifier_from
+from mpr.infra.settings import Settings, SettingsError
 from mpr.infra.temporal import (
     TemporalSettingsError,
     connect,
@@ -65,7 +66,8 @@ def fail(subject: str, detail: str) -> Finding:
 
 
 async def run_checks(settings: Settings) -> list[Finding]:
-    findings = [check_payload_keys(settings), *check_directories(settings)]
+    findings = [check_payload_keys(settings), await check_identity(settings),
+                *check_directories(settings)]
     findings += await check_temporal(settings)
     findings += await check_catalog(settings)
     return findings
@@ -91,6 +93,22 @@ def check_payload_keys(settings: Settings) -> Finding:
         return fail("payload keys", str(error))
     others = f"; also decrypts with {', '.join(key_ids[1:])}" if key_ids[1:] else ""
     return ok("payload keys", f"encrypts with {key_ids[0]}{others}")
+
+
+async def check_identity(settings: Settings) -> Finding:
+    try:
+        verifier = verifier_from(settings)
+    except SettingsError as error:
+        return fail("identity", str(error))
+    if verifier is None:
+        return warn("identity", "MPR_AUTH=off: a command's actor field is believed, so anyone "
+                    "who can send to the namespace can act as anyone")
+    try:
+        keys = await verifier.key_set(refresh=True)
+    except KeysUnavailable as error:
+        return fail("identity", f"{error} (MPR_AUTH_JWKS_URL / MPR_AUTH_JWKS_FILE)")
+    return ok("identity", f"verifies tokens of {verifier.issuer} with {len(keys.keys)} key(s) "
+              f"from {verifier.keys_from}; actor from {settings.auth_subject_claim}")
 
 
 def check_directories(settings: Settings) -> list[Finding]:

@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
+from activities.identity import Authenticator
 from activities.mini_service.catalog import MiniServiceCatalogActivities
 from activities.release.build import BuildActivities
 from activities.release.catalog import CatalogActivities
@@ -32,6 +33,7 @@ from mpr.catalog.db import apply_migrations, create_pool
 from mpr.infra.codec import PayloadKeyError
 from mpr.infra.entrypoint import EntryPointError, reaching_database, run_and_exit
 from mpr.infra.exit_codes import FAILURE, OK
+from mpr.infra.identity import verifier_from
 from mpr.infra.logging import configure_logging, get_logger
 from mpr.infra.settings import Settings, SettingsError
 from mpr.infra.temporal import (
@@ -56,16 +58,18 @@ def build_worker(
     settings: Settings,
     pool: asyncpg.Pool,
     *,
+    identity: Authenticator,
     extra_workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
 ) -> Worker:
-    """The release worker; `extra_*` register more on the same task queue (bench/worker.py)."""
+    """The release worker; `extra_*` register more on the same task queue (bench/worker.py).
+    `client` must be connected with `connect(..., worker=True)`."""
     workflows = [*worker_workflows().values(), *extra_workflows]
     write_workflow_bytecode(workflows)
     builds = BuildActivities(settings.artifact_dir, settings.build_source_roots)
     compatibility = CompatibilityActivities(load_tables())
-    catalog = CatalogActivities(pool)
-    services = MiniServiceCatalogActivities(pool)
+    catalog = CatalogActivities(pool, identity)
+    services = MiniServiceCatalogActivities(pool, identity)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -74,9 +78,11 @@ def build_worker(
             builds.build_package,
             compatibility.test_compatibility_cell,
             catalog.load_release_context,
+            catalog.authenticate_release_actor,
             catalog.load_actor_roles,
             catalog.record_transition,
             services.load_service_context,
+            services.authenticate_service_actor,
             services.load_service_roles,
             services.record_service_transition,
             services.is_service_archived,
@@ -139,6 +145,10 @@ async def run_worker(
 ) -> None:
     key_ids = payload_key_ids(settings)
     database_url = settings.require_database_url()  # settings first: nothing is reached yet
+    verifier = verifier_from(settings)
+    if verifier is None:
+        log.warning("identity verification is off (MPR_AUTH=off): a command's actor field is "
+                    "believed, so anyone who can send to the namespace can act as anyone")
     if not settings.payload_encryption:
         log.warning("payload encryption is off (MPR_PAYLOAD_ENCRYPTION=off): new payloads, "
                     "personal data included, are stored in Temporal in plain text")
@@ -149,7 +159,7 @@ async def run_worker(
         raise EntryPointError(f"the worker cannot serve metrics on METRICS_ADDRESS="
                               f"{settings.metrics_address}: {error}", FAILURE) from None
     try:
-        client = await connect(settings, runtime)
+        client = await connect(settings, runtime, worker=True)
     except TemporalSettingsError as error:
         raise EntryPointError(f"the worker cannot start: {error}", FAILURE) from None
     except TemporalUnreachable as error:
@@ -161,7 +171,8 @@ async def run_worker(
     try:
         await apply_migrations(pool)
         await ensure_search_attributes(client)
-        worker = build_worker(client, settings, pool, extra_workflows=extra_workflows,
+        worker = build_worker(client, settings, pool, identity=Authenticator(verifier),
+                              extra_workflows=extra_workflows,
                               extra_activities=extra_activities)
         log.info("worker started", task_queue=settings.task_queue,
                  max_cached_workflows=settings.max_cached_workflows,
@@ -172,6 +183,7 @@ async def run_worker(
                  namespace=client.namespace, artifact_dir=str(settings.artifact_dir),
                  build_source_roots=[str(root) for root in settings.build_source_roots],
                  payload_encryption=settings.payload_encryption, payload_key_ids=key_ids,
+                 identity_issuer=verifier.issuer if verifier else "off (MPR_AUTH=off)",
                  metrics=f"http://{settings.metrics_address}/metrics"
                  if settings.metrics_address else None)
         running = asyncio.create_task(worker.run())

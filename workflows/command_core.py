@@ -3,12 +3,18 @@
 Operator commands arrive as a signal (tctl) or an update (temporal CLI, services) of the same
 name; both run `CommandCore.handle`, one command at a time:
 
-    parse the payload -> load the actor's roles -> decide (the lifecycle's rule table)
-        -> record the event in the catalog (one idempotent transaction) -> commit the new state
+    take the payload's identity token -> verify it and load the subject's roles (one
+        activity) -> parse the payload as sent by the subject -> decide (the lifecycle's rule
+        table) -> record the event in the catalog (one idempotent transaction) -> commit
 
-A refusal at any step is recorded like an accepted command and changes nothing. Arguments are
-taken raw: the SDK drops a signal whose payload it cannot decode into a handler's type, so
-decoding happens in the domain, where a bad payload becomes a recorded refusal.
+A refusal at any step is recorded like an accepted command and changes nothing; a refusal for
+a missing or bad identity records no actor and keeps who the payload claimed to be apart.
+Arguments are taken raw: the SDK drops a signal whose payload it cannot decode into a
+handler's type, so decoding happens in the domain, where a bad payload (one the worker could
+not decrypt included) becomes a recorded refusal.
+
+Histories recorded before identities were verified replay through the path they took then
+(`workflow.patched(VERIFIED_IDENTITY)`): the payload's `actor` and its roles.
 
 The workflow supplies what is its own through `Process`: how to load roles, how to write an
 event to its catalog, what to do once a new state is adopted, and what an accepted command
@@ -29,13 +35,23 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
-    from mpr.domain.core.commands import ParseFailure
+    from mpr.domain.core.commands import Command, ParseFailure, Undecryptable
+    from mpr.domain.core.identity import (
+        IdentityCheck,
+        IdentityVerdict,
+        actor_refusal,
+        claimed_actor,
+        split_token,
+    )
     from mpr.domain.core.ledger import Carried, Ledger
     from mpr.domain.core.models import LastRejection, Role
     from mpr.domain.core.redaction import redact
     from mpr.domain.core.rules import Accepted, Lifecycle, Rejected
 
 COMMAND_REJECTED = "CommandRejected"
+START_REFUSED = "InvalidStartInput"
+# Commands and starts carry a verified identity from this change on (docs/changing-workflows.md).
+VERIFIED_IDENTITY = "verified-identity"
 
 # Catalog reads and writes wait out a database outage rather than give up: the workflow
 # simply pauses.
@@ -74,6 +90,9 @@ class Change(Generic[S, E]):
     at: datetime
     command: str
     actor: str | None
+    """The verified subject; None for a change by the system or a refused identity."""
+    claimed_actor: str | None
+    """Who a payload whose identity was refused claimed to be."""
     before: S
     after: S
     accepted: bool
@@ -87,7 +106,14 @@ class Change(Generic[S, E]):
 class Process(Protocol[S, E, R]):
     """What a lifecycle workflow does in its own way."""
 
-    async def load_roles(self, state: S, actor: str) -> frozenset[Role]: ...
+    async def authenticate(self, state: S, check: IdentityCheck) -> IdentityVerdict:
+        """Verify a command's identity and load the subject's roles where it applies."""
+        ...
+
+    async def load_roles(self, state: S, actor: str) -> frozenset[Role]:
+        """The roles of a payload's `actor`: only for replaying histories recorded before
+        identities were verified."""
+        ...
 
     async def write(self, change: Change[S, E]) -> R: ...
 
@@ -113,8 +139,9 @@ class AuditEntryOf(Protocol[EntryT_co]):
     """Builds a lifecycle's audit entry (whose stage fields have the lifecycle's own names)."""
 
     def __call__(
-        self, *, seq: int, event_id: str, command: str, actor: str | None, accepted: bool,
-        reason: str | None, before: Any, after: Any, at: datetime,
+        self, *, seq: int, event_id: str, command: str, actor: str | None,
+        claimed_actor: str | None, accepted: bool, reason: str | None, before: Any,
+        after: Any, at: datetime,
     ) -> EntryT_co: ...
 
 
@@ -166,6 +193,26 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         """Adopt the first state of a new workflow: commands may run from now on."""
         self._state = state
 
+    async def verified_starter(
+        self,
+        token: Any,
+        claimed: str | None,
+        verify: Callable[[IdentityCheck], Awaitable[IdentityVerdict]],
+    ) -> str:
+        """Who starts the workflow: the verified subject of the start input's token, holding
+        one of the lifecycle's start roles. Otherwise the start fails with the reason and
+        writes nothing."""
+        verdict = await verify(IdentityCheck(identity_token=token, claimed_actor=claimed,
+                                             received_at=workflow.now()))
+        refusal = actor_refusal(verdict, claimed)
+        if refusal is None and verdict.subject is not None:
+            rejected = self._lifecycle.may_start(verdict.subject, frozenset(verdict.roles))
+            refusal = rejected.reason if rejected else None
+        if refusal is not None or verdict.subject is None:
+            workflow.logger.warning("start refused", extra={"reason": refusal})
+            raise ApplicationError(f"start refused: {refusal}", type=START_REFUSED)
+        return verdict.subject
+
     async def record_start(self, name: str, actor: str, state: S) -> R:
         """Record the event that started the workflow."""
         result, _ = await self._write(name, actor, state, state, accepted=True, effects=None,
@@ -182,6 +229,10 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
             raise ApplicationError(
                 "invalid start input: a carried state is taken only by a run that continued "
                 "as new; start with the request alone", type="InvalidStartInput")
+        if isinstance(carried, Undecryptable):
+            # Not a refusal: the state is the workflow's own. The task fails, loudly, until
+            # the key is back in MPR_PAYLOAD_KEYS (docs/security.md).
+            raise RuntimeError(carried.reason("the carried state") + ": restore its key")
         try:
             handed = Carried.read(carried, state_type, entry_type)
         except ValueError as error:
@@ -225,13 +276,46 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         return refusal
 
     async def _apply(self, name: str, args: tuple[Any, ...]) -> LastRejection | None:
-        before = self.state
+        if not workflow.patched(VERIFIED_IDENTITY):
+            return await self._apply_as_claimed(name, args)
+        received_at = workflow.now()
+        try:
+            sent = self._lifecycle.payload_of(name, args)
+        except ParseFailure as failure:
+            return await self._refuse(name, None, failure.reason, None)
+        payload, token = split_token(sent)
+        claimed = claimed_actor(payload)
+        verdict = await self._process.authenticate(
+            self.state, IdentityCheck(identity_token=token, claimed_actor=claimed,
+                                      received_at=received_at))
+        refusal = actor_refusal(verdict, claimed)
+        if refusal is not None or verdict.subject is None:
+            return await self._refuse(name, None, refusal or "", payload, claimed=claimed)
+        subject = verdict.subject
+        try:
+            command = self._lifecycle.parse(name, ({**payload, "actor": subject},))
+        except ParseFailure as failure:
+            return await self._refuse(name, subject, failure.reason, payload)
+        return await self._decide(name, command, frozenset(verdict.roles), payload)
+
+    async def _apply_as_claimed(self, name: str, args: tuple[Any, ...]) -> LastRejection | None:
+        """How commands were taken before identities were verified (replay only)."""
         payload = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
         try:
             command = self._lifecycle.parse(name, args)
         except ParseFailure as failure:
             return await self._refuse(name, failure.actor, failure.reason, payload)
-        roles = await self._process.load_roles(before, command.actor)
+        if command.actor is None:  # required then
+            return await self._refuse(name, None, f"invalid {name} payload: actor: required "
+                                      "field missing", payload)
+        roles = await self._process.load_roles(self.state, command.actor)
+        return await self._decide(name, command, roles, payload)
+
+    async def _decide(
+        self, name: str, command: Command, roles: frozenset[Role],
+        payload: dict[str, Any] | None,
+    ) -> LastRejection | None:
+        before = self.state
         decision = self._lifecycle.decide(before, command, roles, workflow.now())
         if isinstance(decision, Rejected):
             return await self._refuse(name, command.actor, decision.reason, payload)
@@ -258,16 +342,20 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
             return result
 
     async def _refuse(
-        self, name: str, actor: str | None, reason: str, payload: dict[str, Any] | None
+        self, name: str, actor: str | None, reason: str, payload: dict[str, Any] | None,
+        *, claimed: str | None = None,
     ) -> LastRejection:
         state = self.state
         await self._write(name, actor, state, state, accepted=False, effects=None,
-                          reason=reason, payload=payload)
+                          reason=reason, payload=payload, claimed=claimed)
         workflow.logger.info("command refused", extra={"command": name, "reason": reason})
-        return self._remember_refusal(name, actor, reason)
+        return self._remember_refusal(name, actor, reason, claimed=claimed)
 
-    def _remember_refusal(self, name: str, actor: str | None, reason: str) -> LastRejection:
-        rejection = LastRejection(command=name, actor=actor, reason=reason, at=workflow.now())
+    def _remember_refusal(
+        self, name: str, actor: str | None, reason: str, *, claimed: str | None = None
+    ) -> LastRejection:
+        rejection = LastRejection(command=name, actor=actor, claimed_actor=claimed,
+                                  reason=reason, at=workflow.now())
         self._ledger = self._ledger.refused(rejection)
         return rejection
 
@@ -298,12 +386,12 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         effects: E | None,
         reason: str | None,
         payload: dict[str, Any] | None,
+        claimed: str | None = None,
     ) -> tuple[R, datetime]:
         change = Change(
             event_id=str(workflow.uuid4()), seq=self._ledger.next_seq, at=workflow.now(),
-            command=name,
-            actor=actor, before=before, after=after, accepted=accepted, effects=effects,
-            reason=reason, payload=redact(payload),
+            command=name, actor=actor, claimed_actor=claimed, before=before, after=after,
+            accepted=accepted, effects=effects, reason=reason, payload=redact(payload),
         )
         result = await self._process.write(change)
         if self._state is not None:
@@ -312,7 +400,8 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         stage_of = self._lifecycle.stage_of
         entry = self._audit_entry(
             seq=change.seq, event_id=change.event_id, command=name, actor=actor,
-            accepted=applied, reason=reason if result.applied else result.refusal(),
+            claimed_actor=claimed, accepted=applied,
+            reason=reason if result.applied else result.refusal(),
             before=stage_of(before), after=stage_of(after) if applied else stage_of(before),
             at=change.at,
         )

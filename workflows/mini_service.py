@@ -16,13 +16,15 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.mini_service.catalog import MiniServiceCatalogActivities
-    from mpr.domain.core.commands import describe
+    from mpr.domain.core.commands import Undecryptable, describe
+    from mpr.domain.core.identity import IdentityCheck, IdentityVerdict, split_token
     from mpr.domain.core.models import Role
     from mpr.domain.core.rules import Accepted
     from mpr.domain.mini_service.models import (
         MiniServiceContent,
         Preview,
         ServiceAuditEntry,
+        ServiceAuthentication,
         ServiceRolesRequest,
         ServiceStart,
         ServiceVersionRef,
@@ -47,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.command_core import (
         CATALOG_RETRY,
         CATALOG_TIMEOUT,
+        VERIFIED_IDENTITY,
         Change,
         CommandCore,
         failure_message,
@@ -112,16 +115,28 @@ class MiniServiceRelease:
     # --- the process --------------------------------------------------------------------
 
     async def _begin(self, raw: Any) -> None:
+        verified = workflow.patched(VERIFIED_IDENTITY)
+        sent, token = split_token(raw) if isinstance(raw, dict) else (raw, None)
+        if isinstance(sent, Undecryptable):
+            raise ApplicationError(sent.reason("the start input"), type="InvalidStartInput")
         try:
-            request = ServiceStart.model_validate(raw)
+            request = ServiceStart.model_validate(sent if verified else raw)
         except ValidationError as error:
             raise ApplicationError(f"invalid start input: {describe(error)}",
                                    type="InvalidStartInput") from None
+        if not verified and request.created_by is None:
+            raise ApplicationError("invalid start input: created_by: required field missing",
+                                   type="InvalidStartInput")
         expected = mini_service_id(request.super_app, request.version_no)
         if workflow.info().workflow_id != expected:
             raise ApplicationError(
                 f"workflow id must be {expected!r} for this input, "
                 f"got {workflow.info().workflow_id!r}", type="InvalidStartInput")
+        if verified:
+            subject = await self._core.verified_starter(
+                token, request.created_by,
+                lambda check: self._authenticate(request.super_app, check))
+            request = request.model_copy(update={"created_by": subject})
         try:
             context = await workflow.execute_activity_method(
                 MiniServiceCatalogActivities.load_service_context, request.super_app,
@@ -129,7 +144,7 @@ class MiniServiceRelease:
         except ActivityError as error:
             raise ApplicationError(failure_message(error), type="InvalidStartInput") from None
         self._core.begin(start_service(request, context.grayscale_ladder, workflow.now()))
-        await self._core.record_start("create", request.created_by, self.state)
+        await self._core.record_start("create", request.creator, self.state)
 
     @workflow.signal(name=ARCHIVED_SIGNAL)
     async def mark_archived(self, *args: Any) -> None:
@@ -162,6 +177,19 @@ class MiniServiceRelease:
 
     # --- what the command core asks of a mini service version ---------------------------
 
+    async def authenticate(
+        self, state: MiniServiceState, check: IdentityCheck
+    ) -> IdentityVerdict:
+        return await self._authenticate(state.super_app, check)
+
+    async def _authenticate(self, super_app: str, check: IdentityCheck) -> IdentityVerdict:
+        return await workflow.execute_activity_method(
+            MiniServiceCatalogActivities.authenticate_service_actor,
+            ServiceAuthentication(identity_token=check.identity_token,
+                                  claimed_actor=check.claimed_actor,
+                                  received_at=check.received_at, super_app=super_app),
+            start_to_close_timeout=CATALOG_TIMEOUT, retry_policy=CATALOG_RETRY)
+
     async def load_roles(self, state: MiniServiceState, actor: str) -> frozenset[Role]:
         roles = await workflow.execute_activity_method(
             MiniServiceCatalogActivities.load_service_roles,
@@ -176,6 +204,7 @@ class MiniServiceRelease:
         event = ServiceEvent(
             event_id=change.event_id, super_app=after.super_app, version_no=after.version_no,
             seq=change.seq, command=change.command, actor=change.actor,
+            claimed_actor=change.claimed_actor,
             accepted=change.accepted, reason=change.reason,
             status_before=before.status, status_after=after.status, payload=change.payload,
             at=change.at)

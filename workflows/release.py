@@ -22,7 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.release.build import BuildActivities
     from activities.release.catalog import CatalogActivities
     from activities.release.compatibility import CompatibilityActivities
-    from mpr.domain.core.commands import describe
+    from mpr.domain.core.commands import Undecryptable, describe
+    from mpr.domain.core.identity import IdentityCheck, IdentityVerdict, split_token
     from mpr.domain.core.models import Role
     from mpr.domain.core.rules import Accepted
     from mpr.domain.release.models import (
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         CompatibilityReport,
         MatrixCell,
         PackageFacts,
+        ReleaseAuthentication,
         ReleaseContextRequest,
         StartInput,
     )
@@ -61,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.command_core import (
         CATALOG_RETRY,
         CATALOG_TIMEOUT,
+        VERIFIED_IDENTITY,
         Change,
         CommandCore,
         failure_message,
@@ -137,12 +140,19 @@ class MiniProgramRelease:
     # --- the process --------------------------------------------------------------------
 
     async def _begin(self, raw: Any) -> None:
+        verified = workflow.patched(VERIFIED_IDENTITY)
+        sent, token = split_token(raw) if isinstance(raw, dict) else (raw, None)
+        if isinstance(sent, Undecryptable):
+            raise ApplicationError(sent.reason("the start input"), type="InvalidStartInput")
         try:
-            request = StartInput.model_validate(raw)
+            request = StartInput.model_validate(sent if verified else raw)
         except ValidationError as error:
             raise ApplicationError(
                 f"invalid start input: {describe(error)}", type="InvalidStartInput"
             ) from None
+        if not verified and request.requested_by is None:
+            raise ApplicationError("invalid start input: requested_by: required field missing",
+                                   type="InvalidStartInput")
         expected = release_id(
             request.mini_program_id, request.version, request.target_app, request.environment
         )
@@ -152,6 +162,10 @@ class MiniProgramRelease:
                 f"got {workflow.info().workflow_id!r}",
                 type="InvalidStartInput",
             )
+        if verified:
+            subject = await self._core.verified_starter(
+                token, request.requested_by, lambda check: self._authenticate(request, check))
+            request = request.model_copy(update={"requested_by": subject})
         try:
             context = await workflow.execute_activity_method(
                 CatalogActivities.load_release_context,
@@ -162,7 +176,7 @@ class MiniProgramRelease:
         except ActivityError as error:
             raise ApplicationError(failure_message(error), type="InvalidStartInput") from None
         state = start_release(expected, request, context, workflow.now())
-        await self._core.record_start("start_release", request.requested_by, state)
+        await self._core.record_start("start_release", request.requester, state)
         self._core.begin(state)
 
     async def _drive(self) -> None:
@@ -244,6 +258,20 @@ class MiniProgramRelease:
 
     # --- what the command core asks of a release ----------------------------------------
 
+    async def authenticate(self, state: ReleaseState, check: IdentityCheck) -> IdentityVerdict:
+        return await self._authenticate(state.request, check)
+
+    async def _authenticate(self, request: StartInput, check: IdentityCheck) -> IdentityVerdict:
+        return await workflow.execute_activity_method(
+            CatalogActivities.authenticate_release_actor,
+            ReleaseAuthentication(
+                identity_token=check.identity_token, claimed_actor=check.claimed_actor,
+                received_at=check.received_at, workspace_id=request.workspace_id,
+                mini_program_id=request.mini_program_id, target_app=request.target_app),
+            start_to_close_timeout=CATALOG_TIMEOUT,
+            retry_policy=CATALOG_RETRY,
+        )
+
     async def load_roles(self, state: ReleaseState, actor: str) -> frozenset[Role]:
         request = state.request
         roles = await workflow.execute_activity_method(
@@ -262,7 +290,8 @@ class MiniProgramRelease:
         after = change.after
         event = ReleaseEvent(
             event_id=change.event_id, release_id=after.release_id, seq=change.seq,
-            command=change.command, actor=change.actor, accepted=change.accepted,
+            command=change.command, actor=change.actor, claimed_actor=change.claimed_actor,
+            accepted=change.accepted,
             reason=change.reason, stage_before=change.before.stage, stage_after=after.stage,
             payload=change.payload, at=change.at,
         )

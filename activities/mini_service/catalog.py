@@ -7,19 +7,28 @@ retried; refusals become non-retryable ApplicationErrors typed by the refusal's 
 import asyncpg
 from temporalio import activity
 
+from activities.identity import Authenticator
 from activities.scope import activity_scope
 from mpr.catalog import mini_services
+from mpr.domain.core.identity import IdentityVerdict
 from mpr.domain.core.models import Role
-from mpr.domain.mini_service.models import ServiceContext, ServiceRolesRequest, ServiceVersionRef
+from mpr.domain.mini_service.models import (
+    ServiceAuthentication,
+    ServiceContext,
+    ServiceRolesRequest,
+    ServiceVersionRef,
+)
 from mpr.domain.mini_service.records import ServiceTransition, ServiceTransitionResult
+from mpr.infra.identity import IdentityRefused
 from mpr.infra.logging import get_logger
 
 log = get_logger(__name__)
 
 
 class MiniServiceCatalogActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, identity: Authenticator) -> None:
         self._pool = pool
+        self._identity = identity
 
     @activity.defn(name="load_service_context")
     async def load_service_context(self, super_app: str) -> ServiceContext:
@@ -27,6 +36,23 @@ class MiniServiceCatalogActivities:
             context = await mini_services.load_service_context(self._pool, super_app)
             log.info("service context loaded", grayscale_ladder=context.grayscale_ladder)
             return context
+
+    @activity.defn(name="authenticate_service_actor")
+    async def authenticate_service_actor(
+        self, request: ServiceAuthentication
+    ) -> IdentityVerdict:
+        """The verified subject of a mini service command or start, and its roles there."""
+        with activity_scope("authenticate_service_actor", super_app=request.super_app):
+            try:
+                subject = await self._identity.subject(request)
+            except IdentityRefused as refused:
+                log.info("identity refused", reason=str(refused),
+                         claimed_actor=request.claimed_actor)
+                return IdentityVerdict(refusal=str(refused))
+            roles = await mini_services.load_service_roles(
+                self._pool, ServiceRolesRequest(super_app=request.super_app, actor=subject))
+            log.info("identity verified", actor=subject, roles=[r.value for r in roles])
+            return IdentityVerdict(subject=subject, roles=roles)
 
     @activity.defn(name="load_service_roles")
     async def load_service_roles(self, request: ServiceRolesRequest) -> list[Role]:

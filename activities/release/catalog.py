@@ -8,19 +8,28 @@ ApplicationErrors: retrying them would only repeat the refusal.
 import asyncpg
 from temporalio import activity
 
+from activities.identity import Authenticator
 from activities.scope import activity_scope
 from mpr.catalog import releases
+from mpr.domain.core.identity import IdentityVerdict
 from mpr.domain.core.models import Role
-from mpr.domain.release.models import ActorRolesRequest, ReleaseContext, ReleaseContextRequest
+from mpr.domain.release.models import (
+    ActorRolesRequest,
+    ReleaseAuthentication,
+    ReleaseContext,
+    ReleaseContextRequest,
+)
 from mpr.domain.release.records import CatalogTransition, TransitionResult
+from mpr.infra.identity import IdentityRefused
 from mpr.infra.logging import get_logger
 
 log = get_logger(__name__)
 
 
 class CatalogActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, identity: Authenticator) -> None:
         self._pool = pool
+        self._identity = identity
 
     @activity.defn(name="load_release_context")
     async def load_release_context(self, request: ReleaseContextRequest) -> ReleaseContext:
@@ -33,6 +42,23 @@ class CatalogActivities:
                 previous_stable_version=context.previous_stable_version,
             )
             return context
+
+    @activity.defn(name="authenticate_release_actor")
+    async def authenticate_release_actor(self, request: ReleaseAuthentication) -> IdentityVerdict:
+        """The verified subject of a release's command or start, and its roles there."""
+        release_id = (activity.info().workflow_id or "") if activity.in_activity() else ""
+        with activity_scope("authenticate_release_actor", release_id=release_id):
+            try:
+                subject = await self._identity.subject(request)
+            except IdentityRefused as refused:
+                log.info("identity refused", reason=str(refused),
+                         claimed_actor=request.claimed_actor)
+                return IdentityVerdict(refusal=str(refused))
+            roles = await releases.load_actor_roles(self._pool, ActorRolesRequest(
+                workspace_id=request.workspace_id, mini_program_id=request.mini_program_id,
+                target_app=request.target_app, actor=subject))
+            log.info("identity verified", actor=subject, roles=[r.value for r in roles])
+            return IdentityVerdict(subject=subject, roles=roles)
 
     @activity.defn(name="load_actor_roles")
     async def load_actor_roles(self, request: ActorRolesRequest) -> list[Role]:

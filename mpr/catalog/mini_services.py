@@ -46,7 +46,7 @@ VERSION_KEY = "super_app = $1 AND version_no = $2"
 SUMMARY_COLUMNS = "version_no, status, percent, created_by, updated_at, duplicated_from"
 EVENT_COLUMNS = (
     "event_id, super_app, version_no, seq, command, actor, accepted, reason, status_before, "
-    "status_after, payload, at, blocked_by, archived_version"
+    "status_after, payload, at, blocked_by, archived_version, claimed_actor"
 )
 
 ServiceSource = Literal["tester", "grayscale", "released", "none"]
@@ -341,7 +341,7 @@ async def _insert_event(conn: asyncpg.Connection, event: RecordedServiceEvent) -
     await conn.execute(
         f"""
         INSERT INTO mini_service_events ({EVENT_COLUMNS})
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
         """,
         event.event_id,
         event.super_app,
@@ -357,6 +357,7 @@ async def _insert_event(conn: asyncpg.Connection, event: RecordedServiceEvent) -
         event.at,
         event.blocked_by,
         event.archived_version,
+        event.claimed_actor,
     )
 
 

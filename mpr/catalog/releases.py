@@ -432,8 +432,9 @@ async def _insert_event(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     await conn.execute(
         """
         INSERT INTO release_events (event_id, release_id, seq, command, actor, accepted, reason,
-                                    stage_before, stage_after, payload, at, blocked_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                    stage_before, stage_after, payload, at, blocked_by,
+                                    claimed_actor)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
         """,
         event.event_id,
         event.release_id,
@@ -447,6 +448,7 @@ async def _insert_event(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         event.payload,
         event.at,
         event.blocked_by,
+        event.claimed_actor,
     )
 
 

@@ -2,7 +2,6 @@
 command built from the options given."""
 
 import argparse
-import getpass
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,12 +15,14 @@ Payload = dict[str, Any]
 
 
 def add_actor(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", help="who is asking (default: $MPR_ACTOR, else your "
-                                        "operating system user name)")
+    parser.add_argument("--actor", help="who you are, to be checked against your identity "
+                                        "token (default: $MPR_ACTOR, else the token speaks)")
 
 
-def actor(args: argparse.Namespace) -> str:
-    return str(args.actor or os.environ.get("MPR_ACTOR") or getpass.getuser())
+def actor(args: argparse.Namespace) -> str | None:
+    """The actor to name in the payload, only when the user gave one: the identity token
+    says who is asking, and a named actor must match it."""
+    return args.actor or os.environ.get("MPR_ACTOR") or None
 
 
 def given(**fields: Any) -> Payload:
@@ -53,8 +54,8 @@ class CommandSpec:
     ) -> Command:
         """The command the options describe, validated here so that a typo is a usage error
         before anything is sent."""
-        return commands[self.command].model_validate({"actor": actor(args),
-                                                      **self.payload(args)})
+        return commands[self.command].model_validate(given(actor=actor(args),
+                                                           **self.payload(args)))
 
 
 def add_command_parsers(

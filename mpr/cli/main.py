@@ -16,7 +16,7 @@ from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mpr.catalog import CatalogError
-from mpr.cli import admin, codec, history, releases, services
+from mpr.cli import admin, codec, history, identity, releases, services
 from mpr.cli.output import CliError, Subcommands
 from mpr.infra.codec import PayloadKeyError
 from mpr.infra.entrypoint import expected_failure, run_and_exit
@@ -34,6 +34,7 @@ COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (
     admin.register,
     services.register,
     codec.register,
+    identity.register,
 )
 
 # By the neutral errors (starters.errors), so that releases and mini services answer alike.

@@ -11,8 +11,9 @@ A release is named by its workflow id (positional, or --id) or by --program, --v
 --app (--env defaults to production). Every command is sent as an update, so `mpr` answers
 with the state the release accepted it in, or with the release's reason for refusing it.
 
-The actor (who is asking) is --actor, else the environment variable MPR_ACTOR, else the
-operating system user name; roles come from the catalog's workspace memberships.
+Who is asking is the subject of the identity token (`mpr login`, MPR_TOKEN, MPR_TOKEN_FILE or
+MPR_TOKEN_COMMAND: mpr.infra.tokens); --actor (or MPR_ACTOR) is sent only when given, and must
+then name that subject. Roles come from the catalog's workspace memberships.
 
 Source paths are read by the worker: a relative --source is made absolute against the
 current directory, which is right when the worker runs on this machine (`make up`).
@@ -170,11 +171,11 @@ async def _start(args: argparse.Namespace) -> None:
     config = {}
     if args.config_file:
         config = _read_json(_read_file(args.config_file, "--config-file"), "--config-file")
-    request = StartInput.model_validate({
-        "mini_program_id": args.program, "version": args.version, "target_app": args.app,
-        "environment": args.env, "workspace_id": args.workspace,
-        "requested_by": actor(args), "source": _absolute(args.source), "config": config,
-    })
+    request = StartInput.model_validate(given(
+        mini_program_id=args.program, version=args.version, target_app=args.app,
+        environment=args.env, workspace_id=args.workspace, requested_by=actor(args),
+        source=_absolute(args.source), config=config,
+    ))
     releases = await _connect()
     ref = await releases.start(request)
     if args.wait:

@@ -1,15 +1,18 @@
 """`mpr service`: a super app's mini service page (seed 004), one version at a time.
 
-    mpr service create --app gopay --actor olly
+    mpr login --user olly
+    mpr service create --app gopay
     mpr service add-section --app gopay --version 3 --title en=Food --title id=Makanan \\
-        --program coffee-shop --actor olly
-    mpr service test --app gopay --version 3 --tester qa@example.com --actor olly
-    mpr service release 5 mini-service:gopay:3 --actor ada
+        --program coffee-shop
+    mpr service test --app gopay --version 3 --tester qa@example.com
+    mpr service release 5 mini-service:gopay:3      # a service admin's token
     mpr service preview --app gopay --version 3 --language id
 
 A version is named by its workflow id (the optional last positional, or --id) or by --app
-and --version. Commands go as updates, so `mpr` answers with the status the version accepted
-them in, or with its reason for refusing them. `create` and `duplicate` allocate the version
+and --version. Who is asking is the subject of the identity token (`mpr login`, or MPR_TOKEN,
+MPR_TOKEN_FILE, MPR_TOKEN_COMMAND); --actor, when given, must name it. Commands go as updates,
+so `mpr` answers with the status the version accepted them in, or with its reason for refusing
+them. `create` and `duplicate` allocate the version
 number in the catalog; `history` and `resolve` read the catalog alone.
 
 Exit codes are those of cli.main: 0 done, 1 failure, 2 usage, 3 refused (or the version has

@@ -21,14 +21,20 @@ import re
 import sys
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import CompositePayloadConverter, EncodingPayloadConverter, PayloadCodec
 
+from mpr.domain.core.commands import Undecryptable
 from mpr.infra.exit_codes import OK, USAGE
+from mpr.infra.logging import get_logger
+
+log = get_logger(__name__)
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
@@ -121,12 +127,21 @@ def new_key_entry(key_id: str) -> str:
 
 class EncryptionCodec(PayloadCodec):
     """AES-256-GCM over whole payloads. With `encrypt=False` (MPR_PAYLOAD_ENCRYPTION=off)
-    payloads go out as they are, and encrypted ones are still read with the keys at hand."""
+    payloads go out as they are, and encrypted ones are still read with the keys at hand.
 
-    def __init__(self, keys: KeyRing, *, encrypt: bool = True) -> None:
+    `pass_undecryptable` is the worker's: a payload it cannot decrypt (unknown key, altered)
+    is handed on still encrypted instead of failing the whole workflow task, and
+    `WorkerPayloadConverter` turns it into `Undecryptable`. A command sent that way becomes a
+    recorded refusal instead of wedging its workflow; the workflow's own state and activity
+    results still fail loudly, since their types do not admit it. Everywhere else (clients,
+    the replayer) such a payload is an error naming the key."""
+
+    def __init__(self, keys: KeyRing, *, encrypt: bool = True,
+                 pass_undecryptable: bool = False) -> None:
         super().__init__()
         self.keys = keys
         self.encrypts = encrypt
+        self.passes_undecryptable = pass_undecryptable
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return self.encrypt_all(payloads)
@@ -138,7 +153,17 @@ class EncryptionCodec(PayloadCodec):
         return [self.encrypt(payload) for payload in payloads]
 
     def decrypt_all(self, payloads: Iterable[Payload]) -> list[Payload]:
+        if self.passes_undecryptable:
+            return [self._decrypt_or_pass(payload) for payload in payloads]
         return [self.decrypt(payload) for payload in payloads]
+
+    def _decrypt_or_pass(self, payload: Payload) -> Payload:
+        try:
+            return self.decrypt(payload)
+        except PayloadKeyError as error:
+            log.warning("payload not decrypted: handed on for the workflow to refuse",
+                        reason=str(error))
+            return payload
 
     def encrypt(self, payload: Payload) -> Payload:
         if not self.encrypts:
@@ -174,6 +199,35 @@ class EncryptionCodec(PayloadCodec):
                 "or its key id was changed"
             ) from None
         return Payload.FromString(plain)
+
+
+class UndecryptablePayloadConverter(EncodingPayloadConverter):
+    """Reads a payload the worker's codec could not decrypt as `Undecryptable` where any
+    value is expected (a command's or start's raw arguments); where a type is expected (the
+    carried state, activity results) it stays an error."""
+
+    @property
+    def encoding(self) -> str:
+        return ENCODING.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None  # never writes: only the codec encrypts
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode(errors="replace") or None
+        undecryptable = Undecryptable(key_id)
+        if type_hint is None or type_hint is Any:
+            return undecryptable
+        raise PayloadKeyError(undecryptable.reason("a payload"))
+
+
+class WorkerPayloadConverter(PydanticPayloadConverter):
+    """The worker's payload converter: pydantic JSON, and `UndecryptablePayloadConverter`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        CompositePayloadConverter.__init__(
+            self, *self.converters.values(), UndecryptablePayloadConverter())
 
 
 def payloads_in(

@@ -19,6 +19,8 @@ DEFAULT_MAX_CACHED_WORKFLOWS = 1000
 DEFAULT_MAX_CONCURRENT_ACTIVITIES = 100
 DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS = 100
 DEFAULT_POLLERS = 5
+DEFAULT_SUBJECT_CLAIM = "preferred_username"
+DEFAULT_AUTH_LEEWAY = 60
 DATA_DIR = Path(os.environ.get("MPR_DATA_DIR", ".data"))
 STACK_ENV_FILE = DATA_DIR / "stack.env"
 
@@ -47,6 +49,15 @@ def read_env_file(path: Path) -> dict[str, str]:
 def encryption_off(value: str | None) -> bool:
     """MPR_PAYLOAD_ENCRYPTION: only `off` turns payload encryption off, so a typo fails safe."""
     return (value or "").strip().lower() == "off"
+
+
+def auth_required(value: str | None) -> bool:
+    """MPR_AUTH: `required` (the default) or `off`; anything else is a mistake, not a way to
+    turn verification off."""
+    mode = (value or "required").strip().lower() or "required"
+    if mode not in ("required", "off"):
+        raise SettingsError(f"MPR_AUTH must be `required` or `off`, not {value!r}")
+    return mode == "required"
 
 
 def _secret(value: str | None) -> SecretStr | None:
@@ -117,6 +128,20 @@ class Settings(BaseModel):
     """WORKER_WORKFLOW_TASK_POLLERS: concurrent long polls for workflow tasks."""
     activity_task_pollers: int
     """WORKER_ACTIVITY_TASK_POLLERS: concurrent long polls for activity tasks."""
+    auth_required: bool
+    """False only with MPR_AUTH=off: commands are then believed to come from their `actor`."""
+    auth_issuer: str | None
+    """MPR_AUTH_ISSUER: the `iss` every identity token must carry."""
+    auth_audience: str | None
+    """MPR_AUTH_AUDIENCE: the `aud` every identity token must name."""
+    auth_jwks_url: str | None
+    """MPR_AUTH_JWKS_URL: where the issuer publishes its public keys (JWKS)."""
+    auth_jwks_file: Path | None
+    """MPR_AUTH_JWKS_FILE: the issuer's public keys in a file (the embedded stack's issuer)."""
+    auth_subject_claim: str
+    """MPR_AUTH_SUBJECT_CLAIM: the claim that names the actor (default preferred_username)."""
+    auth_leeway_seconds: int
+    """MPR_AUTH_LEEWAY_SECONDS: clock skew allowed on `exp` and `nbf` (default 60)."""
     health_file: Path | None
     """WORKER_HEALTH_FILE: a file the running worker touches every few seconds, for
     `python -m workers.health` (the image's health check); unset means none."""
@@ -154,6 +179,15 @@ class Settings(BaseModel):
                                                  DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS),
             workflow_task_pollers=_count(env, "WORKER_WORKFLOW_TASK_POLLERS", DEFAULT_POLLERS),
             activity_task_pollers=_count(env, "WORKER_ACTIVITY_TASK_POLLERS", DEFAULT_POLLERS),
+            auth_required=auth_required(env.get("MPR_AUTH")),
+            auth_issuer=env.get("MPR_AUTH_ISSUER") or None,
+            auth_audience=env.get("MPR_AUTH_AUDIENCE") or None,
+            auth_jwks_url=env.get("MPR_AUTH_JWKS_URL") or None,
+            auth_jwks_file=Path(env["MPR_AUTH_JWKS_FILE"]) if env.get("MPR_AUTH_JWKS_FILE")
+            else None,
+            auth_subject_claim=env.get("MPR_AUTH_SUBJECT_CLAIM") or DEFAULT_SUBJECT_CLAIM,
+            auth_leeway_seconds=_count(env, "MPR_AUTH_LEEWAY_SECONDS", DEFAULT_AUTH_LEEWAY,
+                                       minimum=0),
             health_file=Path(env["WORKER_HEALTH_FILE"]) if env.get("WORKER_HEALTH_FILE")
             else None,
         )

@@ -4,6 +4,10 @@
 TEMPORAL_ADDRESS is set, PostgreSQL unless DATABASE_URL is set), applies the migrations,
 starts a worker in the background and writes .data/stack.env. Everything lives under .data/.
 
+Commands are verified as in production (MPR_AUTH=required): against the identity provider
+MPR_AUTH_ISSUER names when it is exported, else against the stack's own issuer, whose signing
+key is made on the first `up` (.data/auth, mode 0600) and whose tokens `mpr login` hands out.
+
 Payloads are encrypted with MPR_PAYLOAD_KEYS when it is exported, else with a key made on the
 first `up` and kept in .data/payload-keys (mode 0600) until `make clean`: releases started
 earlier must stay readable. A codec server decrypts them for the Web UI and the `temporal` CLI.
@@ -28,6 +32,7 @@ import asyncpg
 from mpr.catalog.db import CONNECT_TIMEOUT_SECONDS
 from mpr.catalog.migrate import migrate
 from mpr.infra.codec import KeyRing, PayloadKeyError, new_key_entry
+from mpr.infra.dev_issuer import DevIssuer
 from mpr.infra.entrypoint import EntryPointError, reaching_database, run_and_exit, socket_dirs
 from mpr.infra.exit_codes import FAILURE, OK
 from mpr.infra.servers import (
@@ -44,6 +49,7 @@ from mpr.infra.settings import (
     DEFAULT_TASK_QUEUE,
     STACK_ENV_FILE,
     Settings,
+    auth_required,
     encryption_off,
     read_env_file,
     read_port,
@@ -105,6 +111,7 @@ def up() -> dict[str, str]:
         "MPR_PAYLOAD_ENCRYPTION": "on" if keys else "off",
         # Read by the `temporal` CLI, for whoever exports this file.
         "TEMPORAL_CODEC_ENDPOINT": codec_endpoint,
+        **_identity_settings(),
     }
     asyncio.run(migrate(stack["DATABASE_URL"]))
     # It holds the payload keys.
@@ -117,6 +124,17 @@ def up() -> dict[str, str]:
     print(f"logs: {DATA_DIR}/temporal.log, {DATA_DIR}/worker.log, {DATA_DIR}/codec-server.log; "
           "`make down` stops the stack")
     return stack
+
+
+def _identity_settings() -> dict[str, str]:
+    """Verification is on here as in production: against the identity provider the
+    environment names, else against the stack's own issuer (`mpr login`)."""
+    if not auth_required(os.environ.get("MPR_AUTH")):
+        return {"MPR_AUTH": "off"}
+    if os.environ.get("MPR_AUTH_ISSUER"):
+        return {name: value for name, value in os.environ.items()
+                if name.startswith("MPR_AUTH")}
+    return DevIssuer.under().ensure().settings()
 
 
 def down() -> None:

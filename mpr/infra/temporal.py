@@ -24,7 +24,7 @@ from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from mpr.infra.codec import EncryptionCodec, KeyRing
+from mpr.infra.codec import EncryptionCodec, KeyRing, WorkerPayloadConverter
 from mpr.infra.settings import Settings
 from workflows import search_attributes
 
@@ -36,17 +36,24 @@ PAYLOAD_CONVERTER = pydantic_data_converter.payload_converter
 CORE_OS_MESSAGE = re.compile(r'message: "([^"]+)"')
 
 
-def payload_codec(settings: Settings) -> EncryptionCodec:
+def payload_codec(settings: Settings, *, worker: bool = False) -> EncryptionCodec:
     """The codec of MPR_PAYLOAD_KEYS (PayloadKeyError when malformed). Without keys it still
-    reads plain payloads, and refuses to send any unless MPR_PAYLOAD_ENCRYPTION=off."""
+    reads plain payloads, and refuses to send any unless MPR_PAYLOAD_ENCRYPTION=off. The
+    worker's hands on what it cannot decrypt (EncryptionCodec)."""
     keys = KeyRing.parse(settings.payload_keys.get_secret_value() if settings.payload_keys
                          else None)
-    return EncryptionCodec(keys, encrypt=settings.payload_encryption)
+    return EncryptionCodec(keys, encrypt=settings.payload_encryption,
+                           pass_undecryptable=worker)
 
 
-def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic JSON, then the payload codec."""
-    return dataclasses.replace(pydantic_data_converter, payload_codec=payload_codec(settings))
+def data_converter(settings: Settings, *, worker: bool = False) -> DataConverter:
+    """Pydantic JSON, then the payload codec; the worker's reads what it could not decrypt as
+    `Undecryptable` (infra.codec)."""
+    converter = dataclasses.replace(pydantic_data_converter,
+                                    payload_codec=payload_codec(settings, worker=worker))
+    if worker:
+        converter = dataclasses.replace(converter, payload_converter_class=WorkerPayloadConverter)
+    return converter
 
 
 def replay_data_converter(settings: Settings) -> DataConverter:
@@ -101,9 +108,12 @@ def metrics_runtime(address: str) -> Runtime:
     ))
 
 
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+async def connect(
+    settings: Settings, runtime: Runtime | None = None, *, worker: bool = False
+) -> Client:
+    """A client of the configured namespace; `worker` for the worker's own (data_converter)."""
     config = connect_config(settings)
-    converter = data_converter(settings)
+    converter = data_converter(settings, worker=worker)
     try:
         return await Client.connect(**config, data_converter=converter, runtime=runtime)
     except RuntimeError as error:

@@ -14,11 +14,12 @@ from mpr.domain.release.models import ActorRolesRequest
 from mpr.domain.release.records import TransitionResult
 from mpr.domain.release.stages import Stage
 from tests.catalog.factories import Release, context_request
+from tests.identity import verifying
 
 
 @pytest.fixture
 def activities(db_pool: asyncpg.Pool) -> CatalogActivities:
-    return CatalogActivities(db_pool)
+    return CatalogActivities(db_pool, verifying())
 
 
 async def test_recording_a_transition_logs_the_release(activities: CatalogActivities) -> None:

@@ -40,7 +40,7 @@ async def list_events(db: Database, release_id: str) -> list[RecordedEvent]:
     rows = await db.fetch(
         """
         SELECT event_id, release_id, seq, command, actor, accepted, reason, stage_before,
-               stage_after, payload, at, blocked_by
+               stage_after, payload, at, blocked_by, claimed_actor
         FROM release_events WHERE release_id = $1 ORDER BY seq, at
         """,
         release_id,

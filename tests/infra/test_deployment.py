@@ -11,9 +11,11 @@ import platform
 import re
 import subprocess
 import tomllib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -21,6 +23,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from mpr.infra.identity import verifier_from
 from mpr.infra.settings import DEFAULT_TASK_QUEUE, Settings
 from mpr.infra.temporal import search_attribute_type_names
 from workers.main import GRACEFUL_SHUTDOWN
@@ -77,6 +80,16 @@ def service(name: str) -> dict[str, Any]:
 def environment(name: str) -> dict[str, str]:
     env = service(name).get("environment") or {}
     return {key: str(value) for key, value in env.items()}
+
+
+def published_port(port: dict[str, Any] | str) -> tuple[str | None, str | None, str]:
+    """host_ip, published port and container port of one `ports` entry."""
+    if isinstance(port, dict):
+        published = port.get("published")
+        return port.get("host_ip"), str(published) if published else None, str(port["target"])
+    parts = str(port).split(":")
+    return (parts[-3] if len(parts) > 2 else None,
+            parts[-2] if len(parts) > 1 else None, parts[-1])
 
 
 # --- the file itself -------------------------------------------------------------------------
@@ -171,7 +184,11 @@ def test_nothing_is_lost_on_restart() -> None:
     assert mounts["catalog-db"]["/var/lib/postgresql/data"] == "catalog-db"
     assert mounts["worker"]["/var/lib/mpr/artifacts"] == "artifacts"
     assert environment("worker")["ARTIFACT_DIR"] == "/var/lib/mpr/artifacts"
-    assert set(stack()["volumes"]) == {"temporal-db", "catalog-db", "artifacts", "sources"}
+    assert {volume["target"]: volume["source"] for volume in service("dex")["volumes"]
+            if volume["type"] == "volume"} == {"/var/dex": "dex"}, "Dex's signing keys"
+    assert set(stack()["volumes"]) == {"temporal-db", "catalog-db", "artifacts", "sources",
+                                       "dex"}
+    assert dex_config()["storage"]["config"]["file"].startswith("/var/dex/")
 
 
 def test_build_sources_are_the_read_only_volume_and_the_samples_in_the_image() -> None:
@@ -234,6 +251,103 @@ def test_every_published_port_is_documented() -> None:
             shown = published or target
             assert f"`{shown}`" in PRODUCTION, \
                 f"{name}'s port {shown} is not in docs/production.md"
+
+
+# --- identity: the worker and the stack's Dex ------------------------------------------------
+
+
+DEX_IMAGE = re.compile(r"ghcr\.io/dexidp/dex:v\d+\.\d+\.\d+")
+# What Dex puts in the ID token of a static password user, by claim: the scope that asks for
+# it and the user's field it comes from (Dex's server/oauth2.go and passwordDB.Login). `sub` is
+# not there: Dex encodes the user id and connector in it, not a name the catalog knows.
+DEX_CLAIMS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
+    "email": ("email", lambda user: user.get("email")),
+    "name": ("profile", lambda user: user.get("name") or user.get("username")),
+    "preferred_username": ("profile", lambda user: user.get("preferredUsername")),
+}
+# Dex refuses a static password whose bcrypt cost is outside 10..16 at login.
+BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+
+
+def worker_settings() -> Settings:
+    """The worker's settings, less what compose interpolates (unresolved in the YAML fallback)."""
+    return Settings.from_env({name: value for name, value in environment("worker").items()
+                              if "${" not in value})
+
+
+@cache
+def dex_config() -> dict[str, Any]:
+    """The config file the dex service serves, as mounted from the repository."""
+    dex = service("dex")
+    served = dex["command"][-1]
+    for volume in dex.get("volumes", []):
+        source, target = ((volume["source"], volume["target"]) if isinstance(volume, dict)
+                          else volume.split(":")[:2])
+        if target == served:
+            path = (ROOT / source).resolve()
+            assert path.is_relative_to(ROOT / "deploy"), path
+            return dict(yaml.safe_load(path.read_text()))
+    raise AssertionError(f"dex serves {served}, which is not mounted from the repository")
+
+
+def test_dex_is_the_official_image_pinned_to_a_release() -> None:
+    image = service("dex")["image"]
+    assert DEX_IMAGE.fullmatch(image), f"{image}: Dex's own image, with a release tag"
+
+
+def test_the_worker_verifies_the_tokens_of_the_stacks_dex() -> None:
+    dex = dex_config()
+    settings = worker_settings()
+    assert verifier_from(settings) is not None, "MPR_AUTH=required, and nothing missing"
+    assert settings.auth_issuer == dex["issuer"], "the `iss` of every token Dex signs"
+    clients = {client["id"] for client in dex["staticClients"]}
+    assert settings.auth_audience in clients, "Dex puts the client id in `aud`"
+    assert settings.auth_jwks_url == f"{dex['issuer']}/keys", "where Dex serves its keys"
+    assert service("worker")["depends_on"]["dex"]["condition"] == "service_healthy"
+
+
+def test_the_subject_claim_is_one_dex_issues_naming_the_catalogs_users() -> None:
+    claim = worker_settings().auth_subject_claim
+    assert claim in DEX_CLAIMS, f"Dex issues no {claim} claim for its static users"
+    scope, value = DEX_CLAIMS[claim]
+    users = dex_config()["staticPasswords"]
+    subjects = [value(user) for user in users]
+    assert all(isinstance(subject, str) and subject for subject in subjects), \
+        f"Dex issues no {claim} for some of its users: {subjects}"
+    assert len(set(subjects)) == len(users), "one subject per user"
+    members = set(re.findall(r"mpr admin member add .*?--user (\S+)", PRODUCTION))
+    assert members and members <= set(subjects), \
+        f"the walkthrough's members {members} are not all Dex users {subjects}"
+    requests = [line for line in PRODUCTION.replace("\\\n", " ").splitlines()
+                if "curl " in line and "/dex/token" in line]
+    asked = [re.search(r"scope=([\w+]+)", request) for request in requests]
+    assert requests and all(found and scope in found.group(1).split("+") for found in asked), \
+        f"a documented token request does not ask for the `{scope}` scope"
+
+
+def test_an_operator_gets_a_token_with_the_password_grant() -> None:
+    dex = dex_config()
+    assert dex["enablePasswordDB"] and dex["oauth2"]["passwordConnector"] == "local"
+    audience = worker_settings().auth_audience
+    (client,) = [client for client in dex["staticClients"] if client["id"] == audience]
+    assert client.get("public") and "secret" not in client, "a command-line tool keeps no secret"
+    for user in dex["staticPasswords"]:
+        hashed = BCRYPT.fullmatch(user["hash"])
+        assert hashed and 10 <= int(hashed.group(1)) <= 16, user["email"]
+
+
+def test_the_issuer_url_is_the_same_inside_the_stack_and_on_the_host() -> None:
+    issuer = urlsplit(dex_config()["issuer"])
+    dex = service("dex")
+    # Inside: Docker's DNS answers the alias with the dex container.
+    assert issuer.hostname in dex["networks"]["default"]["aliases"]
+    # On the host: every name under localtest.me resolves to 127.0.0.1, where Dex is published
+    # on the port it listens on.
+    assert issuer.hostname and issuer.hostname.endswith(".localtest.me")
+    (port,) = dex["ports"]
+    assert published_port(port) == ("127.0.0.1", str(issuer.port), str(issuer.port))
+    assert dex_config()["web"]["http"] == f"0.0.0.0:{issuer.port}"
+    assert dex["healthcheck"]["test"][-1] == f"http://127.0.0.1:{issuer.port}{issuer.path}/healthz"
 
 
 # --- the image -------------------------------------------------------------------------------

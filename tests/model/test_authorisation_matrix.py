@@ -23,11 +23,11 @@ from mpr.catalog.admin import Membership, add_member, set_target_app
 from mpr.domain.core.commands import Command, parse
 from mpr.domain.core.models import Role
 from mpr.domain.core.rules import Accepted, Rejected
-from mpr.domain.mini_service.models import ServiceRolesRequest, ServiceStart
+from mpr.domain.mini_service.models import ServiceAuthentication, ServiceStart
 from mpr.domain.mini_service.rules import MINI_SERVICE, start_service
 from mpr.domain.mini_service.state import MiniServiceState
 from mpr.domain.release.models import (
-    ActorRolesRequest,
+    ReleaseAuthentication,
     ReleaseContext,
     Reviewer,
     StartInput,
@@ -37,6 +37,7 @@ from mpr.domain.release.release_id import release_id
 from mpr.domain.release.rules import RELEASE, start_release
 from mpr.domain.release.stages import Stage
 from mpr.domain.release.state import ReleaseState
+from tests.identity import token, verifying
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 WORKSPACE, PROGRAM, APP = "ws", "coffee", "testapp"
@@ -94,6 +95,10 @@ PERSONAS: dict[str, Persona] = {
 
 MATRIX = """
                              own adm mas dev pga pgx plr ptr ptx sop sad ssx oth non
+# Seed 000: the workspace's owner, admins, masters and developers start releases (the
+# release's first event); seed 004: the super app's operators create and duplicate versions.
+start_release                 Y   Y   Y   Y   .   .   .   .   .   .   .   .   .   .
+start_mini_service            .   .   .   .   .   .   .   .   .   Y   Y   .   .   .
 # Seed 000: "In a workspace, the owner, masters, and developers have permission to proceed
 # with the release process" (docs/releases.md adds the workspace admin).
 update_config                 Y   Y   Y   Y   .   .   .   .   .   .   .   .   .   .
@@ -192,6 +197,10 @@ SERVICE_CASES: dict[str, tuple[bool, dict[str, Any]]] = {
 }
 
 
+# Who may start a workflow of each lifecycle (Lifecycle.start_roles).
+STARTS = {"start_release": RELEASE, "start_mini_service": MINI_SERVICE}
+
+
 def release_at(stage: Stage) -> ReleaseState:
     """A release of PROGRAM to APP (not its first) waiting in `stage`."""
     request = StartInput(mini_program_id=PROGRAM, version="1.1.0", target_app=APP,
@@ -221,7 +230,10 @@ def verdict(row: str, release_roles: frozenset[Role], service_roles: frozenset[R
     """"Y" when the rules accept the row's command from someone with those roles, "." when
     they refuse it as not authorised; any other refusal is reported as it is."""
     decision: Any
-    if row in SERVICE_CASES:
+    if row in STARTS:
+        decision = STARTS[row].may_start("mallory", service_roles if row == "start_mini_service"
+                                         else release_roles) or Accepted(None, None)
+    elif row in SERVICE_CASES:
         testing, payload = SERVICE_CASES[row]
         command: Command = parse(row, ({"actor": "mallory", **payload},), MINI_SERVICE.commands)
         decision = MINI_SERVICE.decide(service_version(testing), command, service_roles, NOW)
@@ -246,7 +258,7 @@ def test_the_table_covers_every_command_and_every_role() -> None:
     reviewed = {f"{name}:{reviewer}" for name in ("approve_review", "reject_review")
                 for reviewer in Reviewer}
     release_rows = set(RELEASE.rules) - {"approve_review", "reject_review"} | reviewed
-    assert set(TABLE) == release_rows | set(MINI_SERVICE.rules)
+    assert set(TABLE) == release_rows | set(MINI_SERVICE.rules) | set(STARTS)
     assert set(RELEASE_CASES) == release_rows and set(SERVICE_CASES) == set(MINI_SERVICE.rules)
     granted = {m.role for p in PERSONAS.values() for m in p.memberships}
     assert granted == set(Role)
@@ -269,12 +281,16 @@ async def grant_everyone(pool: asyncpg.Pool) -> None:
 
 async def roles_from_postgres(pool: asyncpg.Pool, actor: str) -> tuple[frozenset[Role],
                                                                        frozenset[Role]]:
-    """The roles the catalog activities hand the release and the mini service workflows."""
-    release = await CatalogActivities(pool).load_actor_roles(ActorRolesRequest(
-        workspace_id=WORKSPACE, mini_program_id=PROGRAM, target_app=APP, actor=actor))
-    service = await MiniServiceCatalogActivities(pool).load_service_roles(
-        ServiceRolesRequest(super_app=APP, actor=actor))
-    return frozenset(release), frozenset(service)
+    """The roles the authenticating activities hand the release and the mini service
+    workflows for a command carrying `actor`'s own token (verified as the worker does)."""
+    received = datetime.now(UTC)
+    release = await CatalogActivities(pool, verifying()).authenticate_release_actor(
+        ReleaseAuthentication(identity_token=token(actor), received_at=received,
+                              workspace_id=WORKSPACE, mini_program_id=PROGRAM, target_app=APP))
+    service = await MiniServiceCatalogActivities(pool, verifying()).authenticate_service_actor(
+        ServiceAuthentication(identity_token=token(actor), received_at=received, super_app=APP))
+    assert release.subject == service.subject == actor, (release, service)
+    return frozenset(release.roles), frozenset(service.roles)
 
 
 async def test_postgres_grants_roles_only_within_their_scope(db_pool: asyncpg.Pool) -> None:

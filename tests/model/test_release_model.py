@@ -7,7 +7,7 @@ process are checked on the real states.
 The command generators and projections here are shared with test_workflow_model.py.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
@@ -25,7 +25,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from mpr.domain.core.commands import Command, ParseFailure
+from mpr.domain.core.commands import Command, ParseFailure, parse, payload_of
+from mpr.domain.core.identity import IdentityVerdict, actor_refusal, claimed_actor
 from mpr.domain.core.models import Role
 from mpr.domain.core.rules import Rejected
 from mpr.domain.release.models import (
@@ -116,12 +117,30 @@ def lacking(roles: frozenset[Role]) -> st.SearchStrategy[str]:
 
 @dataclass(frozen=True)
 class Sent:
-    """A command as it reaches the workflow: its name and raw arguments, and whether the
-    generator built it well-formed (the reference model takes that on trust)."""
+    """A command as it reaches the workflow: its name and raw arguments, whether the
+    generator built it well-formed (the reference model takes that on trust), and whose valid
+    identity token it carries: the verified sender is the actor, whatever `actor` claims."""
 
     name: str
     args: tuple[Any, ...]
     well_formed: bool
+    sender: str = "alice"
+
+    def parsed(self, commands: Mapping[str, type[Command]]) -> Command | None:
+        """What the command core (workflows/command_core.py) makes of it once the token
+        verified as `sender`: the command as the sender sent it, or None when it is refused
+        before the rules (malformed, or an actor field naming someone else)."""
+        try:
+            payload = payload_of(self.name, self.args, commands)
+        except ParseFailure:
+            return None
+        verdict = IdentityVerdict(subject=self.sender)
+        if actor_refusal(verdict, claimed_actor(payload)) is not None:
+            return None
+        try:
+            return parse(self.name, ({**payload, "actor": self.sender},), commands)
+        except ParseFailure:
+            return None
 
     @property
     def payload(self) -> Payload | None:
@@ -131,14 +150,23 @@ class Sent:
         return {key: value for key, value in self.args[0].items() if key != "actor"}
 
     @property
-    def actor(self) -> str | None:
-        first = self.args[0] if len(self.args) == 1 else None
-        actor = first.get("actor") if isinstance(first, dict) else None
-        return actor if isinstance(actor, str) else None
+    def actor(self) -> str:
+        """Who acts: the verified sender."""
+        return self.sender
 
 
 def sent(name: str, actor: str, payload: Payload) -> Sent:
-    return Sent(name, ({"actor": actor, **payload},), True)
+    """A well-formed command from `actor`: their token speaks, the payload names no actor."""
+    return Sent(name, (dict(payload),), True, sender=actor)
+
+
+def malformed(command: tuple[Any, ...]) -> Sent:
+    """A command the model refuses: malformed, or (with a third element, its sender) naming
+    another actor than the token's. A malformed one is sent by the actor it names."""
+    name, args, *sender = command
+    named = args[0].get("actor") if len(args) == 1 and isinstance(args[0], dict) else None
+    return Sent(name, args, False, sender=sender[0] if sender else
+                named if isinstance(named, str) and named else "alice")
 
 
 # Well-formed payloads; several are refused by the rules all the same (an empty config, a
@@ -167,7 +195,7 @@ RELEASE_PAYLOADS: dict[str, list[Payload]] = {
     "cancel_release": [{}, {"reason": "superseded"}],
 }
 
-MALFORMED_RELEASE_COMMANDS: list[tuple[str, tuple[Any, ...]]] = [
+MALFORMED_RELEASE_COMMANDS: list[tuple[Any, ...]] = [
     ("update_config", ({"actor": "alice", "config": {"colour": "red"}},)),
     ("update_config", ({"actor": "alice"},)),
     ("update_config", ({"actor": "alice",
@@ -183,7 +211,9 @@ MALFORMED_RELEASE_COMMANDS: list[tuple[str, tuple[Any, ...]]] = [
     ("set_grayscale", ({"actor": "adam", "percent": 0},)),
     ("set_grayscale", ({"actor": "adam", "percent": 101},)),
     ("set_grayscale", ({"actor": "adam", "percent": "ten"},)),
-    ("set_grayscale", ({"percent": 5},)),
+    # Forged: the admin's name in `actor`, sent with the developer's token.
+    ("set_grayscale", ({"actor": "adam", "percent": 5},), "alice"),
+    ("full_release", ({"actor": "adam"},), "alice"),
     ("full_release", ({"actor": ""},)),
     ("full_release", ({"actor": "adam", "force": True},)),
     ("cancel_release", ("olga",)),
@@ -193,8 +223,7 @@ MALFORMED_RELEASE_COMMANDS: list[tuple[str, tuple[Any, ...]]] = [
 ]
 
 
-malformed_release_command = st.sampled_from(MALFORMED_RELEASE_COMMANDS).map(
-    lambda command: Sent(command[0], command[1], well_formed=False))
+malformed_release_command = st.sampled_from(MALFORMED_RELEASE_COMMANDS).map(malformed)
 
 
 FORWARD = frozenset({"apply_release", "approve_review", "start_whitelist_test", "set_grayscale"})
@@ -454,12 +483,8 @@ class ReleaseRulesMachine(RuleBasedStateMachine):
         note(f"{release} <- {command}")
         before = self.states[release]
         dump = before.model_dump()
-        try:
-            parsed = RELEASE.parse(command.name, command.args)
-        except ParseFailure:
-            after = None
-        else:
-            after = self._workflow_decides(release, parsed, self._now())
+        parsed = command.parsed(RELEASE.commands)
+        after = None if parsed is None else self._workflow_decides(release, parsed, self._now())
         expected = self.model.command(release, command.name, command.payload,
                                       roles_of(command.actor))
         assert before.model_dump() == dump, "decide changed the state it was given"
@@ -576,10 +601,10 @@ def test_the_machine_notices_a_broken_rule(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_the_generators_tell_the_model_the_truth() -> None:
-    """Well-formed payloads parse and malformed ones do not: the model takes it on trust."""
+    """Well-formed payloads are taken from whoever sends them, and malformed or forged ones
+    from nobody: the model takes it on trust."""
     for name, payloads in RELEASE_PAYLOADS.items():
         for payload in payloads:
-            RELEASE.parse(name, ({"actor": "alice", **payload},))
-    for name, args in MALFORMED_RELEASE_COMMANDS:
-        with pytest.raises(ParseFailure):
-            RELEASE.parse(name, args)
+            assert sent(name, "alice", payload).parsed(RELEASE.commands) is not None
+    for command in MALFORMED_RELEASE_COMMANDS:
+        assert malformed(command).parsed(RELEASE.commands) is None, command

@@ -20,8 +20,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from mpr.domain.core.identity import TOKEN_FIELD
 from mpr.domain.release.release_id import release_id
 from mpr.domain.release.rules import RELEASE
+from tests.identity import ISSUER, verifying
 from tests.model import reference
 from tests.model.reference import Payload, ReleaseModel, merge_config
 from tests.model.test_release_model import (
@@ -92,8 +94,10 @@ class Run:
     """The releases of one example: one channel, its fake catalog, and the model."""
 
     def __init__(self, env: WorkflowEnvironment, queue: str, app: str,
-                 catalog: FakeCatalog) -> None:
+                 catalog: FakeCatalog, now: float) -> None:
         self.env, self.queue, self.app, self.catalog = env, queue, app, catalog
+        self.now = now
+        """The test server's time: tokens are issued at it (tests may have skipped it on)."""
         self.program = f"coffee-{uuid.uuid4().hex[:8]}"
         self.model = ReleaseModel(model_policy(POLICIES[app]))
         self.handles: dict[str, WorkflowHandle[Any, Any]] = {}
@@ -105,14 +109,26 @@ class Run:
             config["basic_info"] = {"name": "Coffee Shop"}
         request = start_input(mini_program_id=self.program, version=version,
                               target_app=self.app, config=config)
+        del request["requested_by"]  # the developer's token says who
         release = release_id(self.program, version, self.app, "production")
         self.handles[release] = await self.env.client.start_workflow(
-            "MiniProgramRelease", request, id=release, task_queue=self.queue)
+            "MiniProgramRelease", {**request, TOKEN_FIELD: self.token("alice")}, id=release,
+            task_queue=self.queue)
         modelled_config = merge_config(BLANK_CONFIG, {k: v for k, v in config.items()
                                                       if k != "compatibility"})
         assert modelled_config is not None
         self.model.start(release, version, request["source"], modelled_config)
         await self.check(release, await self.settle(release))
+
+    def token(self, user: str) -> str:
+        return ISSUER.token(user, now=self.now)
+
+    def identified(self, command: Sent) -> list[Any]:
+        """The command's arguments, its sender's token in the payload where there is one."""
+        args = list(command.args)
+        if len(args) == 1 and isinstance(args[0], dict):
+            args[0] = {**args[0], TOKEN_FIELD: self.token(command.sender)}
+        return args
 
     async def settle(self, release: str) -> dict[str, Any]:
         handle = self.handles[release]
@@ -163,14 +179,14 @@ class Run:
         if command.name not in RELEASE.rules:
             # No update handler by that name: as a signal it is recorded as a refusal.
             count = (await handle.query("status"))["audit_count"]
-            await handle.signal(command.name, *command.args)
+            await handle.signal(command.name, *self.identified(command))
             deadline = time.monotonic() + 60
             while (await handle.query("status"))["audit_count"] == count:
                 assert time.monotonic() < deadline, "the mistyped signal was not recorded"
                 await asyncio.sleep(0.02)
             return False
         try:
-            await handle.execute_update(command.name, args=list(command.args))
+            await handle.execute_update(command.name, args=self.identified(command))
         except WorkflowUpdateFailedError as failure:
             cause = failure.cause
             assert isinstance(cause, ApplicationError) and cause.type == "CommandRejected"
@@ -185,12 +201,13 @@ class Run:
 async def test_the_release_workflow_follows_the_model(
     env: WorkflowEnvironment, data: st.DataObject
 ) -> None:
-    catalog = FakeCatalog(roles={name: set(roles) for name, roles in PERSONAS.items()})
+    catalog = FakeCatalog(roles={name: set(roles) for name, roles in PERSONAS.items()},
+                          identity=verifying())
     queue = f"model-test-{uuid.uuid4()}"
     app = data.draw(st.sampled_from(sorted(POLICIES)), label="target app")
     async with Worker(env.client, task_queue=queue, workflows=[MiniProgramRelease],
                       activities=catalog.activities):
-        run = Run(env, queue, app, catalog)
+        run = Run(env, queue, app, catalog, (await env.get_current_time()).timestamp())
         if data.draw(st.booleans(), label="released before"):
             # The channel serves 0.9.0 already: none of these is a first release.
             catalog.stable[(run.program, app, "production")] = "0.9.0"

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PollerBehaviorSimpleMaximum
 
 from mpr.infra.settings import Settings
+from tests.identity import verifying
 from workers import health
 from workers.health import health_problem, keep_touching, write_health
 from workers.main import build_worker, write_workflow_bytecode
@@ -33,7 +34,8 @@ async def test_the_tuning_settings_reach_the_sdk_worker(
     env: WorkflowEnvironment, tmp_path: Path,
 ) -> None:
     settings = Settings.from_env({**TUNED, "ARTIFACT_DIR": str(tmp_path)})
-    worker = build_worker(env.client, settings, cast(asyncpg.Pool, None))
+    worker = build_worker(env.client, settings, cast(asyncpg.Pool, None),
+                          identity=verifying())
 
     config = worker.config()
     assert config["max_cached_workflows"] == 250

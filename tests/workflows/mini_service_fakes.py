@@ -5,8 +5,11 @@ from dataclasses import dataclass, field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.identity import Authenticator
+from mpr.domain.core.identity import IdentityVerdict
 from mpr.domain.core.models import Role
 from mpr.domain.mini_service.models import (
+    ServiceAuthentication,
     ServiceContext,
     ServiceRolesRequest,
     ServiceVersionRef,
@@ -14,6 +17,7 @@ from mpr.domain.mini_service.models import (
 )
 from mpr.domain.mini_service.records import ServiceTransition, ServiceTransitionResult
 from mpr.domain.mini_service.stages import IN_FLIGHT, ServiceStatus
+from mpr.infra.identity import IdentityRefused
 
 
 @dataclass
@@ -21,6 +25,8 @@ class FakeServiceCatalog:
     roles: dict[str, set[Role]] = field(default_factory=dict)
     versions: dict[tuple[str, int], ServiceVersionSummary] = field(default_factory=dict)
     transitions: list[ServiceTransition] = field(default_factory=list)
+    identity: Authenticator = field(default_factory=lambda: Authenticator(None))
+    """MPR_AUTH=off unless a test verifies identities (tests/identity.py)."""
 
     @activity.defn(name="load_service_context")
     async def load_service_context(self, super_app: str) -> ServiceContext:
@@ -28,6 +34,16 @@ class FakeServiceCatalog:
             raise ApplicationError("unknown target app 'nowhere'", type="UnknownTargetApp",
                                    non_retryable=True)
         return ServiceContext(grayscale_ladder=[1, 5, 20, 50, 100])
+
+    @activity.defn(name="authenticate_service_actor")
+    async def authenticate_service_actor(
+        self, request: ServiceAuthentication
+    ) -> IdentityVerdict:
+        try:
+            subject = await self.identity.subject(request)
+        except IdentityRefused as refused:
+            return IdentityVerdict(refusal=str(refused))
+        return IdentityVerdict(subject=subject, roles=sorted(self.roles.get(subject, set())))
 
     @activity.defn(name="load_service_roles")
     async def load_service_roles(self, request: ServiceRolesRequest) -> list[Role]:
@@ -73,5 +89,6 @@ class FakeServiceCatalog:
 
     @property
     def activities(self) -> list[object]:
-        return [self.load_service_context, self.load_service_roles,
+        return [self.load_service_context, self.authenticate_service_actor,
+                self.load_service_roles,
                 self.record_service_transition, self.is_service_archived]

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.identity import Authenticator
+from mpr.domain.core.identity import IdentityVerdict
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import (
     ActorRolesRequest,
@@ -19,6 +21,7 @@ from mpr.domain.release.models import (
     CellResult,
     CellTestRequest,
     PackageFacts,
+    ReleaseAuthentication,
     ReleaseContext,
     ReleaseContextRequest,
     Reviewer,
@@ -26,6 +29,7 @@ from mpr.domain.release.models import (
 )
 from mpr.domain.release.records import CatalogTransition, TransitionResult
 from mpr.domain.release.stages import CHANNEL_HOLDING_STAGES
+from mpr.infra.identity import IdentityRefused
 
 POLICIES = {
     "alipaycn": TargetAppPolicy(
@@ -64,6 +68,8 @@ class FakeCatalog:
     failing_cells: set[str] = field(default_factory=set)
     refused_commands: set[str] = field(default_factory=set)
     build_started: int = 0
+    identity: Authenticator = field(default_factory=lambda: Authenticator(None))
+    """MPR_AUTH=off unless a test verifies identities (tests/identity.py)."""
 
     @activity.defn(name="load_release_context")
     async def load_release_context(self, request: ReleaseContextRequest) -> ReleaseContext:
@@ -76,6 +82,14 @@ class FakeCatalog:
         previous = self.stable.get((start.mini_program_id, start.target_app, start.environment))
         return ReleaseContext(policy=POLICIES[start.target_app], first_release=previous is None,
                               previous_stable_version=previous)
+
+    @activity.defn(name="authenticate_release_actor")
+    async def authenticate_release_actor(self, request: ReleaseAuthentication) -> IdentityVerdict:
+        try:
+            subject = await self.identity.subject(request)
+        except IdentityRefused as refused:
+            return IdentityVerdict(refusal=str(refused))
+        return IdentityVerdict(subject=subject, roles=sorted(self.roles.get(subject, set())))
 
     @activity.defn(name="load_actor_roles")
     async def load_actor_roles(self, request: ActorRolesRequest) -> list[Role]:
@@ -132,8 +146,9 @@ class FakeCatalog:
 
     @property
     def activities(self) -> list[object]:
-        return [self.load_release_context, self.load_actor_roles, self.record_transition,
-                self.build_package, self.test_compatibility_cell]
+        return [self.load_release_context, self.authenticate_release_actor,
+                self.load_actor_roles, self.record_transition, self.build_package,
+                self.test_compatibility_cell]
 
     def events(self, command: str | None = None) -> list[CatalogTransition]:
         return [t for t in self.transitions if command is None or t.event.command == command]

@@ -146,7 +146,7 @@ async def run_release(env: WorkflowEnvironment, workflow_class: type) -> Workflo
     async def scan_source(release: str) -> None:
         scanned.append(release)
 
-    catalog = FakeCatalog(roles={"owner": {Role.OWNER}})
+    catalog = FakeCatalog(roles={"dev": {Role.DEVELOPER}, "owner": {Role.OWNER}})
     queue = f"patched-upgrade-{uuid.uuid4()}"
     request = start_input()
     workflow_id = release_id(request["mini_program_id"], request["version"],
@@ -170,8 +170,10 @@ async def run_release(env: WorkflowEnvironment, workflow_class: type) -> Workflo
 
 
 def patch_markers(history: WorkflowHistory) -> list[bytes]:
+    """The markers of the patch under test (the product's own patches leave theirs too)."""
     return [e.marker_recorded_event_attributes.SerializeToString() for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+            if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+            and PATCH_ID.encode() in e.marker_recorded_event_attributes.SerializeToString()]
 
 
 async def test_a_new_release_takes_the_patched_branch(env: WorkflowEnvironment) -> None:

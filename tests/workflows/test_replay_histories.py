@@ -32,12 +32,15 @@ EXPECTED = [
     "release_malformed_and_refused.json",
     "release_continue_as_new.run1.json",
     "release_continue_as_new.run2.json",
+    # Recorded after the `verified-identity` patch: its new branch.
+    "release_verified_identity.json",
     "mini_service_lifecycle.json",
     "mini_service_archive.v1.json",
     "mini_service_archive.v2.json",
     "mini_service_revert_delete.json",
     "mini_service_continue_as_new.run1.json",
     "mini_service_continue_as_new.run2.json",
+    "mini_service_verified_identity.json",
 ]
 
 

@@ -5,6 +5,7 @@ means a malformed payload becomes a recorded rejection instead of a silently dro
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -15,7 +16,16 @@ Actor = UserId
 
 
 class Command(Strict):
-    actor: Actor
+    actor: Actor | None = None
+    """Who sends it: may be left out, since the verified identity speaks (core.identity);
+    when given it must name the verified subject. The workflow decides a command only once
+    it carries that subject here."""
+
+    @property
+    def by(self) -> str:
+        if self.actor is None:
+            raise ValueError("a command is decided only once its actor is verified")
+        return self.actor
 
 
 C = TypeVar("C", bound="Command")
@@ -30,11 +40,23 @@ class ParseFailure(Exception):
         self.actor = actor
 
 
-def parse(
-    name: str, args: tuple[Any, ...] | list[Any], commands: Mapping[str, type[C]]
-) -> C:
-    """Turn the raw arguments of a signal or update into one of `commands`, or raise
-    ParseFailure with a reason an operator can act on."""
+@dataclass(frozen=True)
+class Undecryptable:
+    """What the worker's payload converter gives for a payload it could not decrypt (its key
+    is unknown, or it was altered), so that such a command is refused and recorded rather than
+    dropped (mpr.infra.codec)."""
+
+    key_id: str | None
+
+    def reason(self, what: str = "the payload") -> str:
+        key = f" (key id {self.key_id!r})" if self.key_id else " (it names no key id)"
+        return f"{what} could not be decrypted{key}"
+
+
+def payload_of(
+    name: str, args: tuple[Any, ...] | list[Any], commands: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The one JSON object a command carries; ParseFailure when there is not exactly one."""
     if name not in commands:
         known = ", ".join(commands)
         raise ParseFailure(f"unknown command {name!r}; known commands: {known}", None)
@@ -43,10 +65,21 @@ def parse(
             f"{name} takes exactly one JSON object as payload, got {len(args)} payloads", None
         )
     payload = args[0]
+    if isinstance(payload, Undecryptable):
+        raise ParseFailure(payload.reason(), None)
     if not isinstance(payload, dict):
         raise ParseFailure(
             f"{name} payload must be a JSON object, got {_json_type(payload)}", None
         )
+    return payload
+
+
+def parse(
+    name: str, args: tuple[Any, ...] | list[Any], commands: Mapping[str, type[C]]
+) -> C:
+    """Turn the raw arguments of a signal or update into one of `commands`, or raise
+    ParseFailure with a reason an operator can act on."""
+    payload = payload_of(name, args, commands)
     actor = payload.get("actor") if isinstance(payload.get("actor"), str) else None
     try:
         return commands[name].model_validate(payload)

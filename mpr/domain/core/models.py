@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +34,12 @@ class Role(StrEnum):
     SERVICE_ADMIN = "service_admin"
 
 
+# Who a payload claimed to be, recorded beside an empty actor when its identity was refused:
+# the audit log never blames the person a forger named. Left out of what is written when
+# unset, so what runs carried before (and workers of the previous version) read it unchanged.
+CLAIMED_ACTOR: Any = Field(default=None, exclude_if=lambda value: value is None)
+
+
 class LastRejection(BaseModel):
     """The most recent refused command, shown by every lifecycle's `status` query."""
 
@@ -41,5 +47,6 @@ class LastRejection(BaseModel):
 
     command: str
     actor: str | None
+    claimed_actor: str | None = CLAIMED_ACTOR
     reason: str
     at: datetime

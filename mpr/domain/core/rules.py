@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from mpr.domain.core.commands import Command, parse
+from mpr.domain.core.commands import Command, parse, payload_of
 from mpr.domain.core.models import Role
 
 S = TypeVar("S")
@@ -67,6 +67,10 @@ class Lifecycle(Generic[S, E, StageT]):
     """How a refusal names what the command was sent to: "the release"."""
     scope: Callable[[S], str] = lambda _state: ""
     """Where the actor's roles were looked up, when a refusal should say it."""
+    start_roles: frozenset[Role] = frozenset()
+    """Who may start a workflow of this lifecycle (where its scope's roles are looked up)."""
+    starts: str = "this lifecycle"
+    """What a start begins, as a refusal names it: "a release of this mini program"."""
     stage_word: str = "stage"
     """How operators call a position in the lifecycle: "stage" or "status"."""
 
@@ -85,6 +89,18 @@ class Lifecycle(Generic[S, E, StageT]):
         """The command a signal or update carries; raises ParseFailure with the reason."""
         return parse(name, args, self.commands)
 
+    def payload_of(self, name: str, args: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
+        """The one JSON object a command of this lifecycle carries (ParseFailure if none)."""
+        return payload_of(name, args, self.rules)
+
+    def may_start(self, actor: str, roles: frozenset[Role]) -> Rejected | None:
+        """Whether `actor`, holding `roles`, may start a workflow of this lifecycle."""
+        if roles & self.start_roles:
+            return None
+        have = ", ".join(sorted(roles)) or "no role"
+        return Rejected(f"{actor} is not authorised to start {self.starts}: needs "
+                        f"{' or '.join(sorted(self.start_roles))} (has {have})")
+
     def name_of(self, command: Command) -> str:
         return next(name for name, rule in self.rules.items() if rule.payload is type(command))
 
@@ -100,7 +116,7 @@ class Lifecycle(Generic[S, E, StageT]):
         if not roles & needed:
             have = ", ".join(sorted(roles)) or "no role"
             return Rejected(
-                f"{command.actor} is not authorised to {name}{self.scope(state)}: "
+                f"{command.by} is not authorised to {name}{self.scope(state)}: "
                 f"needs {' or '.join(sorted(needed))} (has {have})"
             )
         if stage not in rule.allowed_in:

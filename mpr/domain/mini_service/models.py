@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from mpr.domain.core.models import IDENTIFIER, Strict
+from mpr.domain.core.identity import IdentityCheck
+from mpr.domain.core.models import CLAIMED_ACTOR, IDENTIFIER, Strict
 from mpr.domain.mini_service.stages import ServiceStatus
 
 MAX_TESTERS = 200
@@ -106,10 +107,18 @@ class ServiceStart(Strict):
 
     super_app: str = Field(pattern=IDENTIFIER)
     version_no: int = Field(ge=1)
-    created_by: str = Field(min_length=1, max_length=128)
+    created_by: str | None = Field(default=None, min_length=1, max_length=128)
+    """Filled in with the verified subject of the start's identity token; when sent, it must
+    name that subject."""
     content: MiniServiceContent | None = None
     """None starts from the default page; `duplicate` passes a released version's content."""
     duplicated_from: int | None = None
+
+    @property
+    def creator(self) -> str:
+        if self.created_by is None:
+            raise ValueError("a version is begun only once who created it is verified")
+        return self.created_by
 
 
 class ServiceContext(BaseModel):
@@ -132,6 +141,8 @@ class ServiceAuditEntry(BaseModel):
     event_id: str
     command: str
     actor: str | None
+    claimed_actor: str | None = CLAIMED_ACTOR
+    """Who the payload claimed to be, kept when the identity was not verified."""
     accepted: bool
     reason: str | None = None
     status_before: ServiceStatus
@@ -175,6 +186,12 @@ def preview(content: MiniServiceContent, language: str) -> Preview:
             for s in content.sections
         ],
     )
+
+
+class ServiceAuthentication(IdentityCheck):
+    """Verify who sent a mini service command or start, and load their roles in the super app."""
+
+    super_app: str
 
 
 class ServiceRolesRequest(BaseModel):

@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mpr.domain.core.models import CLAIMED_ACTOR
 from mpr.domain.mini_service.models import MiniServiceContent, ServiceVersionSummary
 from mpr.domain.mini_service.stages import ServiceStatus
 
@@ -18,6 +19,7 @@ class ServiceEvent(BaseModel):
     seq: int
     command: str
     actor: str | None
+    claimed_actor: str | None = CLAIMED_ACTOR
     accepted: bool
     reason: str | None = None
     status_before: ServiceStatus

@@ -86,7 +86,7 @@ def start_service(request: ServiceStart, ladder: list[int], now: datetime) -> Mi
     return MiniServiceState(
         super_app=request.super_app,
         version_no=request.version_no,
-        created_by=request.created_by,
+        created_by=request.creator,
         duplicated_from=request.duplicated_from,
         status=ServiceStatus.DRAFT,
         content=content,
@@ -291,4 +291,7 @@ MINI_SERVICE: Lifecycle[MiniServiceState, ServiceEffects, ServiceStatus] = Lifec
     subject=lambda state: f"mini service version {state.version_no}",
     scope=lambda state: f" on the {state.super_app} mini service",
     stage_word="status",
+    # Seed 004: the super app's own operators create and duplicate versions of its page.
+    start_roles=frozenset({Role.SERVICE_OPERATOR, Role.SERVICE_ADMIN}),
+    starts="a version of this mini service",
 )

@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from mpr.domain.core.models import IDENTIFIER, Strict, UserId
+from mpr.domain.core.identity import IdentityCheck
+from mpr.domain.core.models import CLAIMED_ACTOR, IDENTIFIER, Strict, UserId
 from mpr.domain.release.stages import Stage
 
 SEMVER = (
@@ -137,9 +138,17 @@ class StartInput(Strict):
     target_app: str = Field(pattern=IDENTIFIER)
     environment: Environment = Environment.PRODUCTION
     workspace_id: str = Field(pattern=IDENTIFIER)
-    requested_by: UserId
+    requested_by: UserId | None = None
+    """Who asks: filled in with the verified subject of the start's identity token; when sent,
+    it must name that subject."""
     source: str = Field(min_length=1, max_length=4096)
     config: ReleaseConfig = ReleaseConfig()
+
+    @property
+    def requester(self) -> str:
+        if self.requested_by is None:
+            raise ValueError("a release is begun only once who requested it is verified")
+        return self.requested_by
 
 
 class Channel(Strict):
@@ -318,6 +327,8 @@ class AuditEntry(BaseModel):
     event_id: str
     command: str
     actor: str | None
+    claimed_actor: str | None = CLAIMED_ACTOR
+    """Who the payload claimed to be, kept when the identity was not verified."""
     accepted: bool
     reason: str | None = None
     stage_before: Stage
@@ -334,6 +345,14 @@ class Rollout(BaseModel):
     candidate_release_id: str | None
     percent: int
     whitelist: list[str]
+
+
+class ReleaseAuthentication(IdentityCheck):
+    """Verify who sent a release's command or start, and load their roles for the release."""
+
+    workspace_id: str
+    mini_program_id: str
+    target_app: str
 
 
 class ActorRolesRequest(BaseModel):

@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mpr.domain.core.models import CLAIMED_ACTOR
 from mpr.domain.release.models import (
     Channel,
     CompatibilityReport,
@@ -28,6 +29,7 @@ class ReleaseEvent(BaseModel):
     seq: int
     command: str
     actor: str | None
+    claimed_actor: str | None = CLAIMED_ACTOR
     accepted: bool
     reason: str | None = None
     stage_before: Stage

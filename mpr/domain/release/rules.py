@@ -288,10 +288,10 @@ def _approve(state: ReleaseState, command: ApproveReview, now: datetime) -> Deci
         )
     approvals = {
         **state.approvals,
-        command.reviewer: Approval(actor=command.actor, comment=command.comment, at=now),
+        command.reviewer: Approval(actor=command.by, comment=command.comment, at=now),
     }
     outcome = ReviewOutcome(round=state.review_round, reviewer=command.reviewer, approved=True,
-                            actor=command.actor, comment=command.comment)
+                            actor=command.by, comment=command.comment)
     if all(reviewer in approvals for reviewer in required):
         next_state = _moved(state, Stage.RELEASE_PREPARATION, now, approvals=approvals)
     else:
@@ -302,10 +302,10 @@ def _approve(state: ReleaseState, command: ApproveReview, now: datetime) -> Deci
 def _reject(state: ReleaseState, command: RejectReview, now: datetime) -> Decision:
     if command.reviewer not in state.policy.required_reviewers:
         return Rejected(_not_required(state, command.reviewer))
-    rejection = ReviewRejection(reviewer=command.reviewer, actor=command.actor,
+    rejection = ReviewRejection(reviewer=command.reviewer, actor=command.by,
                                 reason=command.reason, at=now)
     outcome = ReviewOutcome(round=state.review_round, reviewer=command.reviewer, approved=False,
-                            actor=command.actor, comment=command.reason)
+                            actor=command.by, comment=command.reason)
     return accepted(
         _moved(state, Stage.REJECTED, now, review_rejection=rejection),
         Effects(review=outcome),
@@ -406,4 +406,7 @@ RELEASE: Lifecycle[ReleaseState, Effects, Stage] = Lifecycle(
     finished=TERMINAL_STAGES,
     stage_of=lambda state: state.stage,
     subject=lambda state: "the release",
+    # Seed 000: the workspace's members who develop the mini program start its releases.
+    start_roles=frozenset({Role.OWNER, Role.ADMIN, Role.MASTER, Role.DEVELOPER}),
+    starts="a release of this mini program",
 )
