@@ -5,8 +5,14 @@ the actor. With MPR_AUTH=off, which the worker warns about at start, the payload
 believed, as it was before identities were verified.
 """
 
-from mpr.domain.core.identity import IdentityCheck
+from collections.abc import Awaitable, Callable
+
+from mpr.domain.core.identity import IdentityCheck, IdentityVerdict
+from mpr.domain.core.models import Role
 from mpr.infra.identity import IdentityRefused, IdentityVerifier
+from mpr.infra.logging import get_logger
+
+log = get_logger(__name__)
 
 ACTOR_NEEDED = ("the payload names no actor, and with MPR_AUTH=off the actor field is the "
                 "only identity: add it")
@@ -29,3 +35,16 @@ class Authenticator:
                 raise IdentityRefused(ACTOR_NEEDED)
             return check.claimed_actor
         return await self._verifier.subject(check.identity_token, check.received_at)
+
+    async def verdict(
+        self, check: IdentityCheck, roles_of: Callable[[str], Awaitable[list[Role]]]
+    ) -> IdentityVerdict:
+        """The verified subject and its roles (`roles_of`), or why the identity is refused."""
+        try:
+            subject = await self.subject(check)
+        except IdentityRefused as refused:
+            log.info("identity refused", reason=str(refused), claimed_actor=check.claimed_actor)
+            return IdentityVerdict(refusal=str(refused))
+        roles = await roles_of(subject)
+        log.info("identity verified", actor=subject, roles=[role.value for role in roles])
+        return IdentityVerdict(subject=subject, roles=roles)

@@ -2,7 +2,9 @@
 
 The demo acts as the operators would: it sends the same signals `tctl` / `temporal workflow
 signal` send (each is printed as the `temporal` command line that does the same) and prints
-every stage the release reaches, as recorded in its audit log. Version 1.0.0 goes through a
+every stage the release reaches, as recorded in its audit log. Each person acts with a token of
+the embedded stack's issuer, as `mpr login --user NAME` gives them, so the worker verifies every
+command as it would in production. Version 1.0.0 goes through a
 review rejection and a full release (GoPay allows only a full first release); version 1.1.0
 fails its first build, is rebuilt, whitelist-tested, rolled out in grayscale with a reset,
 and released, which archives 1.0.0. A third release shows a withdrawal (CANCELED).
@@ -41,6 +43,9 @@ PEOPLE = {
     "adam": Role.ADMIN,
     "petra": Role.PARTNER_REVIEWER,
 }
+TOKEN_SHOWN = "<token>"
+# Inside the printed single-quoted JSON: close the quote, substitute the token, reopen.
+TOKEN_IN_SHELL = "'\"$(mpr token)\"'"
 SAMPLE_USERS = [f"user-{n:04d}" for n in range(1000)]
 
 
@@ -53,6 +58,8 @@ class People:
     issuer (`mpr login --user NAME`), or, with MPR_AUTH=off, just the actor field."""
 
     def __init__(self, settings: Settings) -> None:
+        self.signed_in: str | None = None
+        """Who the printed command lines last logged in as."""
         issuer = DevIssuer.under()
         if not settings.auth_required:
             self._issuer = None
@@ -80,10 +87,13 @@ class Operator:
 
     async def signal(self, user: str, name: str, payload: dict[str, Any],
                      expect: str) -> dict[str, Any]:
-        shown = {TOKEN_FIELD: f"$(mpr login --user {user} >&2 && mpr token)", **payload}
+        if self.people.signed_in != user:
+            print(f"  $ mpr login --user {user}")
+            self.people.signed_in = user
+        shown = {TOKEN_FIELD: TOKEN_SHOWN, **payload}
         line = shlex.join(["temporal", "workflow", "signal", "--workflow-id", self.handle.id,
                            "--name", name, "--input", json.dumps(shown)])
-        print(f"  $ {line}")
+        print(f"  $ {line.replace(TOKEN_SHOWN, TOKEN_IN_SHELL)}")
         sent_after = self.seen
         await self.handle.signal(name, self.people.sent_by(user, payload))
         return await self.follow(expect, after=sent_after)

@@ -82,7 +82,9 @@ class MiniServiceRelease:
                 or workflow.info().is_continue_as_new_suggested()
             )
             if self.state.status not in FINAL_STATUSES:
-                await self._core.continue_as_new(request)
+                # The next run takes the carried state; its start input keeps no token.
+                await self._core.continue_as_new(
+                    split_token(request)[0] if isinstance(request, dict) else request)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.answer()
 

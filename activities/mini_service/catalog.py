@@ -19,7 +19,6 @@ from mpr.domain.mini_service.models import (
     ServiceVersionRef,
 )
 from mpr.domain.mini_service.records import ServiceTransition, ServiceTransitionResult
-from mpr.infra.identity import IdentityRefused
 from mpr.infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -42,17 +41,13 @@ class MiniServiceCatalogActivities:
         self, request: ServiceAuthentication
     ) -> IdentityVerdict:
         """The verified subject of a mini service command or start, and its roles there."""
-        with activity_scope("authenticate_service_actor", super_app=request.super_app):
-            try:
-                subject = await self._identity.subject(request)
-            except IdentityRefused as refused:
-                log.info("identity refused", reason=str(refused),
-                         claimed_actor=request.claimed_actor)
-                return IdentityVerdict(refusal=str(refused))
-            roles = await mini_services.load_service_roles(
+
+        async def roles_of(subject: str) -> list[Role]:
+            return await mini_services.load_service_roles(
                 self._pool, ServiceRolesRequest(super_app=request.super_app, actor=subject))
-            log.info("identity verified", actor=subject, roles=[r.value for r in roles])
-            return IdentityVerdict(subject=subject, roles=roles)
+
+        with activity_scope("authenticate_service_actor", super_app=request.super_app):
+            return await self._identity.verdict(request, roles_of)
 
     @activity.defn(name="load_service_roles")
     async def load_service_roles(self, request: ServiceRolesRequest) -> list[Role]:

@@ -20,7 +20,6 @@ from mpr.domain.release.models import (
     ReleaseContextRequest,
 )
 from mpr.domain.release.records import CatalogTransition, TransitionResult
-from mpr.infra.identity import IdentityRefused
 from mpr.infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -47,18 +46,14 @@ class CatalogActivities:
     async def authenticate_release_actor(self, request: ReleaseAuthentication) -> IdentityVerdict:
         """The verified subject of a release's command or start, and its roles there."""
         release_id = (activity.info().workflow_id or "") if activity.in_activity() else ""
-        with activity_scope("authenticate_release_actor", release_id=release_id):
-            try:
-                subject = await self._identity.subject(request)
-            except IdentityRefused as refused:
-                log.info("identity refused", reason=str(refused),
-                         claimed_actor=request.claimed_actor)
-                return IdentityVerdict(refusal=str(refused))
-            roles = await releases.load_actor_roles(self._pool, ActorRolesRequest(
+
+        async def roles_of(subject: str) -> list[Role]:
+            return await releases.load_actor_roles(self._pool, ActorRolesRequest(
                 workspace_id=request.workspace_id, mini_program_id=request.mini_program_id,
                 target_app=request.target_app, actor=subject))
-            log.info("identity verified", actor=subject, roles=[r.value for r in roles])
-            return IdentityVerdict(subject=subject, roles=roles)
+
+        with activity_scope("authenticate_release_actor", release_id=release_id):
+            return await self._identity.verdict(request, roles_of)
 
     @activity.defn(name="load_actor_roles")
     async def load_actor_roles(self, request: ActorRolesRequest) -> list[Role]:

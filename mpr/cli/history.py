@@ -36,7 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from mpr.cli.output import CliError, Subcommands
+from mpr.cli.output import CliError, Subcommands, sender
 from mpr.domain.core.redaction import redact
 from mpr.domain.mini_service.models import ServiceStart, mini_service_id
 from mpr.domain.release.models import Environment, StartInput
@@ -354,7 +354,7 @@ def _transition(payloads: Payloads) -> str:
     if not event:
         return _summary(payloads)
     verdict = "" if event.get("accepted") else f" refused: {event.get('reason')}"
-    return (f"{event.get('command')} by {event.get('actor') or 'the system'}: "
+    return (f"{event.get('command')} by {sender(event.get('actor'), event.get('claimed_actor'))}: "
             f"{event.get('stage_before')} -> {event.get('stage_after')}{verdict}")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
+from mpr.domain.core.models import LastRejection
 from mpr.infra.exit_codes import FAILURE
 
 Handler = Callable[[argparse.Namespace], Awaitable[None]]
@@ -45,3 +46,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def when(at: datetime | None) -> str:
     """A moment as the text output shows it: UTC, to the second; "-" for none."""
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "-"
+
+
+def sender(actor: str | None, claimed: str | None = None, *, nobody: str = "the system") -> str:
+    """Who made an event, as the audit log says: the verified actor; for a command whose
+    identity was refused, nobody verified (and whom the payload claimed, which is only that)."""
+    if actor:
+        return actor
+    if claimed:
+        return f"an unverified sender (claiming {claimed})"
+    return nobody
+
+
+def refusal_line(rejection: LastRejection | None) -> str:
+    if rejection is None:
+        return "-"
+    who = sender(rejection.actor, rejection.claimed_actor, nobody="an unverified sender")
+    return f"{rejection.command} by {who} at {when(rejection.at)}: {rejection.reason}"
+

@@ -42,7 +42,16 @@ from mpr.cli.arguments import (
     no_arguments,
     no_payload,
 )
-from mpr.cli.output import CliError, Handler, Subcommands, add_json_flag, emit, table, when
+from mpr.cli.output import (
+    CliError,
+    Handler,
+    Subcommands,
+    add_json_flag,
+    emit,
+    refusal_line,
+    table,
+    when,
+)
 from mpr.domain.release.models import Environment, Reviewer, StartInput
 from mpr.domain.release.rules import RELEASE
 from mpr.domain.release.stages import Stage
@@ -261,8 +270,7 @@ def status_text(status: ReleaseStatus) -> str:
                      f"{package.file_count} files" if package else "-"]),
         ("compatibility", list(_compatibility(status))),
         ("build error", (status.build_error or "-").splitlines()),
-        ("last refusal", [f"{rejection.command} by {rejection.actor or 'the system'} at "
-                          f"{when(rejection.at)}: {rejection.reason}" if rejection else "-"]),
+        ("last refusal", [refusal_line(rejection)]),
         ("previous stable", [status.previous_stable_version or "-"]),
         ("created", [when(status.created_at)]),
         ("stage since", [when(status.stage_changed_at)]),

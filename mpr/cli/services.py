@@ -36,7 +36,16 @@ from mpr.cli.arguments import (
     no_payload,
 )
 from mpr.cli.catalog_access import open_catalog
-from mpr.cli.output import CliError, Handler, Subcommands, add_json_flag, emit, table, when
+from mpr.cli.output import (
+    CliError,
+    Handler,
+    Subcommands,
+    add_json_flag,
+    emit,
+    refusal_line,
+    table,
+    when,
+)
 from mpr.domain.mini_service.rules import MINI_SERVICE
 from mpr.domain.mini_service.stages import ServiceStatus
 from mpr.domain.mini_service.state import MiniServiceStatus
@@ -202,8 +211,7 @@ def status_text(status: MiniServiceStatus) -> str:
         ("page", f"{status.sections} sections, {status.mini_programs} mini programs"),
         ("duplicated from", f"version {status.duplicated_from}"
                             if status.duplicated_from else "-"),
-        ("last refusal", f"{rejection.command} by {rejection.actor or 'the system'} at "
-                         f"{when(rejection.at)}: {rejection.reason}" if rejection else "-"),
+        ("last refusal", refusal_line(rejection)),
         ("events", str(status.audit_count)),
         ("created", when(status.created_at)),
         ("status since", when(status.status_changed_at)),

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from mpr.cli.main import main
+from mpr.cli.output import refusal_line, sender
+from mpr.domain.core.models import LastRejection
 from mpr.infra import dev_issuer, settings, tokens
 from mpr.infra.dev_issuer import DevIssuer
 from mpr.infra.exit_codes import FAILURE, OK, USAGE
@@ -65,3 +67,14 @@ def test_login_refuses_a_lifetime_out_of_bounds(
 ) -> None:
     assert main(["login", "--user", "alice", "--minutes", "0"]) == USAGE
     assert "--minutes must be between 1 and 1440" in capsys.readouterr().err
+
+
+def test_a_refusal_for_identity_blames_nobody_and_shows_the_claim_as_a_claim() -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    forged = LastRejection(command="full_release", actor=None, claimed_actor="adam",
+                           reason="the identity token had expired", at=at)
+    assert refusal_line(forged).startswith(
+        "full_release by an unverified sender (claiming adam) at 2026-12-01")
+    honest = forged.model_copy(update={"actor": "dev", "claimed_actor": None})
+    assert refusal_line(honest).startswith("full_release by dev at")
+    assert sender(None) == "the system"

@@ -17,7 +17,6 @@ from mpr.domain.mini_service.models import (
 )
 from mpr.domain.mini_service.records import ServiceTransition, ServiceTransitionResult
 from mpr.domain.mini_service.stages import IN_FLIGHT, ServiceStatus
-from mpr.infra.identity import IdentityRefused
 
 
 @dataclass
@@ -39,11 +38,10 @@ class FakeServiceCatalog:
     async def authenticate_service_actor(
         self, request: ServiceAuthentication
     ) -> IdentityVerdict:
-        try:
-            subject = await self.identity.subject(request)
-        except IdentityRefused as refused:
-            return IdentityVerdict(refusal=str(refused))
-        return IdentityVerdict(subject=subject, roles=sorted(self.roles.get(subject, set())))
+        return await self.identity.verdict(request, self._roles_of)
+
+    async def _roles_of(self, subject: str) -> list[Role]:
+        return sorted(self.roles.get(subject, set()))
 
     @activity.defn(name="load_service_roles")
     async def load_service_roles(self, request: ServiceRolesRequest) -> list[Role]:

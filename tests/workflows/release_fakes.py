@@ -29,7 +29,6 @@ from mpr.domain.release.models import (
 )
 from mpr.domain.release.records import CatalogTransition, TransitionResult
 from mpr.domain.release.stages import CHANNEL_HOLDING_STAGES
-from mpr.infra.identity import IdentityRefused
 
 POLICIES = {
     "alipaycn": TargetAppPolicy(
@@ -85,11 +84,10 @@ class FakeCatalog:
 
     @activity.defn(name="authenticate_release_actor")
     async def authenticate_release_actor(self, request: ReleaseAuthentication) -> IdentityVerdict:
-        try:
-            subject = await self.identity.subject(request)
-        except IdentityRefused as refused:
-            return IdentityVerdict(refusal=str(refused))
-        return IdentityVerdict(subject=subject, roles=sorted(self.roles.get(subject, set())))
+        return await self.identity.verdict(request, self._roles_of)
+
+    async def _roles_of(self, subject: str) -> list[Role]:
+        return sorted(self.roles.get(subject, set()))
 
     @activity.defn(name="load_actor_roles")
     async def load_actor_roles(self, request: ActorRolesRequest) -> list[Role]:
