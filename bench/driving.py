@@ -1,12 +1,16 @@
-"""Driving releases and their baselines, call for call alike.
+"""Driving releases and their baselines, call for call alike, each command as the user who may
+send it.
 
-A release goes through the client library services use (starters.releases.ReleaseClient); its
-baseline through the same Temporal calls made directly: start with the release's search
-attributes, wait until it answers `status` (the very function ReleaseClient.start uses), one
-describe, follow the history to READY_TO_APPLY and query `status` (as wait_for_stage does),
-then the same updates, then wait for the result.
+A release goes through the client library services use (starters.releases.ReleaseClient, one
+per user, whose token provider gives that user's token); its baseline through the same Temporal
+calls made directly, with the same payloads (the sender's identity token in `identity_token`,
+no `actor` field): start with the release's search attributes, wait until it answers `status`
+(the very function ReleaseClient.start uses), one describe, follow the history to
+READY_TO_APPLY and query `status` (as wait_for_stage does), then the same updates, then wait
+for the result.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,9 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
-from bench.stack import WORKSPACE
+from bench.stack import MEMBERS, STARTER, WORKSPACE, BenchStack
 from bench.workflows import BASELINE_WORKFLOW
+from mpr.domain.core.identity import TOKEN_FIELD
 from mpr.domain.release.models import StartInput
 from mpr.domain.release.stages import Stage
 from starters.releases import ReleaseClient, StageChange, stage_change, until_answering
@@ -31,32 +36,74 @@ VERSION = "1.1.0"
 PREVIOUS_VERSION = "1.0.0"
 ONE_CELL = {"operating_systems": ["ios"], "networks": ["wifi"], "device_tiers": ["high"]}
 DEADLINE_SECONDS = 300.0
-APPLY = ("apply_release", {"actor": "dev"})
-APPROVE_PLATFORM = ("approve_review", {"actor": "platform-rev", "reviewer": "platform"})
-APPROVE_PARTNER = ("approve_review", {"actor": "alipay-rev", "reviewer": "partner_app"})
-LIFECYCLE_COMMANDS: list[tuple[str, dict[str, Any]]] = [
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A command as its sender sends it: who (the subject of the token it goes with), the
+    command, and the payload without identity (the token is added on sending)."""
+
+    user: str
+    name: str
+    payload: dict[str, Any]
+
+
+# The users hold these roles in the bench's catalog (bench.stack.MEMBERS).
+APPLY = Sent(STARTER, "apply_release", {})  # a developer of the workspace
+APPROVE_PLATFORM = Sent("platform-rev", "approve_review", {"reviewer": "platform"})
+APPROVE_PARTNER = Sent("alipay-rev", "approve_review", {"reviewer": "partner_app"})  # alipaycn's
+LIFECYCLE_COMMANDS: list[Sent] = [
     APPLY,
     APPROVE_PLATFORM,
     APPROVE_PARTNER,
-    ("set_grayscale", {"actor": "admin", "percent": 1}),
-    ("set_grayscale", {"actor": "admin", "percent": 5}),
-    ("set_grayscale", {"actor": "admin", "percent": 50}),
-    ("full_release", {"actor": "admin"}),
+    Sent("admin", "set_grayscale", {"percent": 1}),  # an admin of the workspace: going live
+    Sent("admin", "set_grayscale", {"percent": 5}),
+    Sent("admin", "set_grayscale", {"percent": 50}),
+    Sent("admin", "full_release", {}),
 ]
 """Apply, both required approvals, three grayscale steps, the full release."""
+USERS = sorted({STARTER, *(sent.user for sent in LIFECYCLE_COMMANDS)})
+
+
+@dataclass(frozen=True)
+class Drivers:
+    """What the drivers send with, on one worker's task queue: per user, the client library
+    with that user's token, and the token itself for the baselines' payloads."""
+
+    client: Client
+    task_queue: str
+    releases: dict[str, ReleaseClient]
+    tokens: dict[str, str]
+
+    @classmethod
+    async def on(cls, stack: BenchStack, task_queue: str) -> "Drivers":
+        members = {member.user_id for member in MEMBERS}
+        unknown = [user for user in USERS if user not in members]
+        if unknown:
+            raise RuntimeError(f"no roles in the bench's catalog for {', '.join(unknown)}")
+        return cls(
+            client=await stack.client(), task_queue=task_queue,
+            releases={user: await stack.releases(task_queue, user) for user in USERS},
+            tokens={user: stack.token(user) for user in USERS},
+        )
+
+    def signed(self, sent: Sent) -> dict[str, Any]:
+        """The payload the client library would send for `sent`: with its user's token."""
+        return {**sent.payload, TOKEN_FIELD: self.tokens[sent.user]}
 
 
 def release_request(program: str, source: Path) -> StartInput:
     return StartInput.model_validate({
         "mini_program_id": program, "version": VERSION, "target_app": TARGET_APP,
-        "workspace_id": WORKSPACE, "requested_by": "dev", "source": str(source),
+        "workspace_id": WORKSPACE, "source": str(source),
         "config": {"basic_info": {"name": "Bench Shop"}, "compatibility": ONE_CELL},
     })
 
 
-def baseline_spec(program: str) -> dict[str, Any]:
+def baseline_spec(program: str, identity_token: str) -> dict[str, Any]:
+    """The baseline's start input: like a release's, it carries the starter's token."""
     return {"mini_program_id": program, "version": VERSION, "target_app": TARGET_APP,
-            "environment": "production", "cells": 1}
+            "environment": "production", "cells": 1, TOKEN_FIELD: identity_token}
 
 
 def baseline_id(program: str) -> str:
@@ -66,34 +113,38 @@ def baseline_id(program: str) -> str:
 # --- releases --------------------------------------------------------------------------------
 
 
-async def release_to_ready(releases: ReleaseClient, request: StartInput) -> str:
+async def release_to_ready(drivers: Drivers, request: StartInput) -> str:
+    releases = drivers.releases[STARTER]
     ref = await releases.start(request)
     await releases.wait_for_stage(ref, Stage.READY_TO_APPLY, timeout=DEADLINE_SECONDS)
     return ref.release_id
 
 
-async def drive_release(releases: ReleaseClient, client: Client, request: StartInput) -> None:
-    release_id = await release_to_ready(releases, request)
-    for name, payload in LIFECYCLE_COMMANDS:
-        await releases.command(release_id, name, payload)
-    await client.get_workflow_handle(release_id).result()
+async def command_release(drivers: Drivers, release_id: str, sent: Sent) -> None:
+    await drivers.releases[sent.user].command(release_id, sent.name, sent.payload)
 
 
-async def park_release(releases: ReleaseClient, request: StartInput) -> str:
-    release_id = await release_to_ready(releases, request)
-    name, payload = APPLY
-    await releases.command(release_id, name, payload)
+async def drive_release(drivers: Drivers, request: StartInput) -> None:
+    release_id = await release_to_ready(drivers, request)
+    for sent in LIFECYCLE_COMMANDS:
+        await command_release(drivers, release_id, sent)
+    await drivers.client.get_workflow_handle(release_id).result()
+
+
+async def park_release(drivers: Drivers, request: StartInput) -> str:
+    release_id = await release_to_ready(drivers, request)
+    await command_release(drivers, release_id, APPLY)
     return release_id
 
 
 # --- baselines -------------------------------------------------------------------------------
 
 
-async def baseline_to_ready(client: Client, task_queue: str, program: str) -> WorkflowHandle[
-        Any, Any]:
-    spec = baseline_spec(program)
+async def baseline_to_ready(drivers: Drivers, program: str) -> WorkflowHandle[Any, Any]:
+    client = drivers.client
+    spec = baseline_spec(program, drivers.tokens[STARTER])
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
-        BASELINE_WORKFLOW, spec, id=baseline_id(program), task_queue=task_queue,
+        BASELINE_WORKFLOW, spec, id=baseline_id(program), task_queue=drivers.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         search_attributes=TypedSearchAttributes([
@@ -111,17 +162,21 @@ async def baseline_to_ready(client: Client, task_queue: str, program: str) -> Wo
     return handle
 
 
-async def drive_baseline(client: Client, task_queue: str, program: str) -> None:
-    handle = await baseline_to_ready(client, task_queue, program)
-    for name, payload in LIFECYCLE_COMMANDS:
-        await handle.execute_update(name, payload, result_type=dict)
+async def command_baseline(drivers: Drivers, workflow_id: str, sent: Sent) -> None:
+    await drivers.client.get_workflow_handle(workflow_id).execute_update(
+        sent.name, drivers.signed(sent), result_type=dict)
+
+
+async def drive_baseline(drivers: Drivers, program: str) -> None:
+    handle = await baseline_to_ready(drivers, program)
+    for sent in LIFECYCLE_COMMANDS:
+        await command_baseline(drivers, handle.id, sent)
     await handle.result()
 
 
-async def park_baseline(client: Client, task_queue: str, program: str) -> str:
-    handle = await baseline_to_ready(client, task_queue, program)
-    name, payload = APPLY
-    await handle.execute_update(name, payload, result_type=dict)
+async def park_baseline(drivers: Drivers, program: str) -> str:
+    handle = await baseline_to_ready(drivers, program)
+    await command_baseline(drivers, handle.id, APPLY)
     return handle.id
 
 

@@ -22,6 +22,7 @@ from bench.driving import (
     PREVIOUS_VERSION,
     TARGET_APP,
     VERSION,
+    Drivers,
     drive_baseline,
     drive_release,
     release_request,
@@ -69,8 +70,7 @@ async def _check_catalog(pool: asyncpg.Pool, programs: list[str]) -> None:
 async def run(stack: BenchStack, releases_count: int) -> tuple[list[Result], dict[str, object]]:
     worker = await stack.start_worker("lifecycle")
     try:
-        client = await stack.client()
-        releases = await stack.releases(worker.task_queue)
+        drivers = await Drivers.on(stack, worker.task_queue)
         pool = await stack.catalog()
         source = tiny_package(stack.sources / f"tiny-{VERSION}", VERSION)
         prefix = f"life-{uuid.uuid4().hex[:6]}"
@@ -81,11 +81,10 @@ async def run(stack: BenchStack, releases_count: int) -> tuple[list[Result], dic
         await _seed(pool, [p for programs in batches.values() for p in programs])
 
         def release(programs: list[str]) -> Callable[[int], Awaitable[None]]:
-            return lambda n: drive_release(releases, client, release_request(programs[n],
-                                                                             source))
+            return lambda n: drive_release(drivers, release_request(programs[n], source))
 
         def baseline(programs: list[str]) -> Callable[[int], Awaitable[None]]:
-            return lambda n: drive_baseline(client, worker.task_queue, programs[n])
+            return lambda n: drive_baseline(drivers, programs[n])
 
         warm = batches["warm"]
         await _timed(WARM_UP, baseline([f"{p}-b" for p in warm]))

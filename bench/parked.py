@@ -23,13 +23,16 @@ from temporalio.client import Client
 
 from bench.driving import (
     APPROVE_PLATFORM,
+    Drivers,
+    command_baseline,
+    command_release,
     park_baseline,
     park_release,
     release_request,
 )
 from bench.results import Result, Target, figure, percentile
 from bench.sources import tiny_package
-from bench.stack import BenchStack, peak_rss_bytes, rss_bytes
+from bench.stack import STARTER, BenchStack, peak_rss_bytes, rss_bytes
 from mpr.domain.release.models import Reviewer
 
 MB = 1_000_000
@@ -72,17 +75,18 @@ async def run(stack: BenchStack, parked: int, *, cache_size: int, baselines: int
     try:
         await asyncio.sleep(1.0)
         idle_rss = rss_bytes(worker.pid)
-        client = await stack.client()
-        releases = await stack.releases(worker.task_queue)
+        drivers = await Drivers.on(stack, worker.task_queue)
+        client = drivers.client
+        releases = drivers.releases[STARTER]
         source = tiny_package(stack.sources / "tiny-1.1.0", "1.1.0")
         prefix = f"park-{uuid.uuid4().hex[:6]}"
         started = time.perf_counter()
         # Baselines first, then the releases: by the time they are measured, the early ones of
         # both kinds are long out of the cache.
         baseline_ids = await _park(baselines, at_once, lambda n: park_baseline(
-            client, worker.task_queue, f"{prefix}-b{n:05d}"))
+            drivers, f"{prefix}-b{n:05d}"))
         release_ids = await _park(parked, at_once, lambda n: park_release(
-            releases, release_request(f"{prefix}-r{n:05d}", source)))
+            drivers, release_request(f"{prefix}-r{n:05d}", source)))
         parking_seconds = time.perf_counter() - started
         under_review = await _count_under_review(client, worker.task_queue, parked)
         targets: list[tuple[str, str]] = (
@@ -91,19 +95,18 @@ async def run(stack: BenchStack, parked: int, *, cache_size: int, baselines: int
         random.Random(SEED).shuffle(targets)
         latencies: dict[str, list[float]] = {"release": [], "baseline": []}
         limit = asyncio.Semaphore(concurrency)
-        name, payload = APPROVE_PLATFORM
 
         async def round_trip(kind: str, workflow_id: str) -> None:
             async with limit:
                 begun = time.perf_counter()
                 if kind == "release":
-                    await releases.command(workflow_id, name, payload)
+                    await command_release(drivers, workflow_id, APPROVE_PLATFORM)
                     status = await releases.status(workflow_id)
                     seen: Any = Reviewer.PLATFORM in status.approvals
                 else:
-                    handle = client.get_workflow_handle(workflow_id)
-                    await handle.execute_update(name, payload, result_type=dict)
-                    seen = (await handle.query("status"))["approvals"] == 1
+                    await command_baseline(drivers, workflow_id, APPROVE_PLATFORM)
+                    seen = (await client.get_workflow_handle(workflow_id).query(
+                        "status"))["approvals"] == 1
                 elapsed = time.perf_counter() - begun
                 if not seen:
                     raise RuntimeError(f"{workflow_id}: the approval is not in its status")

@@ -2,6 +2,10 @@
 release search attributes) and a PostgreSQL in a temporary directory, on free ports, and worker
 processes (`python -m bench.worker`), all configured from one env dict whose payload key is made
 at run time. Nothing is left running: `close()` stops everything it started.
+
+The workers verify every command and start (MPR_AUTH=required), as production does, against an
+identity issuer of the embedded stack's kind (mpr.infra.dev_issuer) whose signing key is made in
+the temporary directory; the drivers send each user's token from it (`token`, `releases`).
 """
 
 import asyncio
@@ -24,9 +28,11 @@ from mpr.catalog.admin import Membership, new_catalog
 from mpr.catalog.db import create_pool
 from mpr.domain.core.models import Role
 from mpr.infra.codec import new_key_entry
+from mpr.infra.dev_issuer import DevIssuer
 from mpr.infra.servers import free_port, start_temporal_dev_server, wait_for_temporal
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import connect
+from mpr.infra.tokens import TokenProvider
 from starters.releases import ReleaseClient
 
 DATABASE = "mpr_bench"
@@ -43,6 +49,11 @@ MEMBERS = [
     Membership(workspace_id="ops", user_id="gopay-rev", role=Role.PARTNER_REVIEWER,
                target_app="gopay"),
 ]
+STARTER = "dev"
+"""Who starts every release and baseline: a developer of WORKSPACE (starting a release takes
+the owner, admin, master or developer role)."""
+TOKEN_LIFETIME_SECONDS = 24 * 3600
+"""Longer than any run: a token is signed once per user and sent with every command."""
 WORKER_START_SECONDS = 60.0
 WORKER_STOP_SECONDS = 60.0
 
@@ -92,8 +103,11 @@ class BenchStack:
     profile_dir: Path | None = None
     """Where py-spy writes a speedscope profile of each worker (`--profile`); None: no
     profiling."""
+    issuer: DevIssuer | None = None
+    """Signs the users' tokens; the workers verify them against its public keys."""
     _client: Client | None = None
     _pool: asyncpg.Pool | None = None
+    _tokens: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def new(cls, profile_dir: Path | None = None) -> "BenchStack":
@@ -125,8 +139,11 @@ class BenchStack:
                                                 cleanup_mode="delete")
         database_url = await self._create_database(self.postgres)
         await wait_for_temporal(self.temporal_address, self.temporal)
+        self.issuer = DevIssuer.under(self.base / "data" / "auth").ensure()
+        inherited = {name: value for name, value in os.environ.items()
+                     if not name.startswith(("MPR_AUTH", "MPR_TOKEN"))}
         self.env = {
-            **os.environ,
+            **inherited,
             "TEMPORAL_ADDRESS": self.temporal_address,
             "TEMPORAL_NAMESPACE": "default",
             "DATABASE_URL": database_url,
@@ -137,6 +154,8 @@ class BenchStack:
             "MPR_PAYLOAD_ENCRYPTION": "on",
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "json",
+            # Verification on, against the bench's own issuer, whatever the shell has set.
+            **self.issuer.settings(),
         }
         # The worker's own defaults, whatever the shell running the benchmarks has set.
         for name in [n for n in self.env if n.startswith("WORKER_")] + [
@@ -159,8 +178,26 @@ class BenchStack:
             self._client = await connect(self.settings())
         return self._client
 
-    async def releases(self, task_queue: str) -> ReleaseClient:
-        return ReleaseClient(await self.client(), task_queue)
+    def token(self, user: str) -> str:
+        """`user`'s identity token from the bench's issuer (signed once, then reused: a
+        client's token provider caches its token until shortly before it expires too)."""
+        if self.issuer is None:
+            raise RuntimeError("the stack is not started: it has no issuer yet")
+        if user not in self._tokens:
+            self._tokens[user] = self.issuer.token(user,
+                                                   lifetime_seconds=TOKEN_LIFETIME_SECONDS)
+        return self._tokens[user]
+
+    def token_provider(self, user: str) -> TokenProvider:
+        async def provide() -> str:
+            return self.token(user)
+
+        return provide
+
+    async def releases(self, task_queue: str, user: str) -> ReleaseClient:
+        """The client library as `user` uses it: every command and start carries their
+        token."""
+        return ReleaseClient(await self.client(), task_queue, token=self.token_provider(user))
 
     async def catalog(self) -> asyncpg.Pool:
         if self._pool is None:

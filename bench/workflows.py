@@ -4,9 +4,13 @@
 - `BenchBaselineRelease`: the release's baseline. It asks the server for exactly what a release
   on the benchmarked path asks for, with none of the work: the same activities in the same order
   and with the same options (trivial ones, `bench_noop`, heartbeating where the real build and
-  cells heartbeat), the same search attribute upserts at the same moments, the same commands as
-  updates (each runs the two activities a command runs: roles, then the catalog write), the
-  same `status` query, and the same end.
+  cells heartbeat), the same search attribute upserts at the same moments, the same version
+  marker (`workflow.patched(VERIFIED_IDENTITY)`), the same commands as updates (each runs the
+  two activities a command runs: `authenticate_release_actor`, then the catalog write), the
+  same `status` query, and the same end. Its start input and command payloads carry the
+  sender's identity token as the release's do, and the token goes to the authenticate step as
+  it goes to the release's; the step does not verify it, as the other steps do not read roles
+  or write the catalog: the verification is part of the work the release is measured doing.
 - `BenchMatrixRun`: the release's compatibility step alone: every cell of a matrix as one
   activity, all at once, with the release's own `run_cell`.
 """
@@ -21,9 +25,10 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from mpr.domain.core.identity import TOKEN_FIELD
     from mpr.domain.release.models import CellResult, MatrixCell, PackageFacts
     from workflows import search_attributes as sa
-    from workflows.command_core import CATALOG_RETRY, CATALOG_TIMEOUT
+    from workflows.command_core import CATALOG_RETRY, CATALOG_TIMEOUT, VERIFIED_IDENTITY
     from workflows.release import (
         BUILD_HEARTBEAT,
         BUILD_RETRY,
@@ -40,14 +45,16 @@ MATRIX_WORKFLOW = "BenchMatrixRun"
 NOOP = "bench_noop"
 REQUIRED_APPROVALS = 2
 """alipaycn's reviewers: platform and partner app."""
+AUTHENTICATE = "authenticate_release_actor"
 
 
 @activity.defn(name=NOOP)
 async def bench_noop(step: dict[str, Any]) -> dict[str, Any]:
-    """A trivial activity: heartbeats once where the real one heartbeats, returns its input."""
+    """A trivial activity: heartbeats once where the real one heartbeats, returns its input
+    (but a token: the real authenticate step answers with a verdict, not the token)."""
     if step.get("heartbeat"):
         activity.heartbeat({"stage": "starting"})
-    return step
+    return {name: value for name, value in step.items() if name != TOKEN_FIELD}
 
 
 @workflow.defn(name=BASELINE_WORKFLOW)
@@ -63,8 +70,12 @@ class BaselineRelease:
 
     @workflow.run
     async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """`spec`: mini_program_id, version, target_app, environment, cells (how many)."""
+        """`spec`: mini_program_id, version, target_app, environment, cells (how many), and
+        the starter's identity_token."""
         self._spec = spec
+        # The release records this marker as it starts (workflows/release.py `_begin`).
+        workflow.patched(VERIFIED_IDENTITY)
+        await self._step(AUTHENTICATE, identity_token=spec.get(TOKEN_FIELD))
         await self._step("load_release_context")
         await self._step("record_transition")
         self._started = True
@@ -95,7 +106,13 @@ class BaselineRelease:
     async def command(self, name: str, args: Sequence[RawValue]) -> dict[str, Any]:
         await workflow.wait_condition(lambda: self._started)
         async with self._lock:
-            await self._step("load_actor_roles")
+            # As the release's command core: decode the payload, send its token to the
+            # authenticate step, then write.
+            payload = workflow.payload_converter().from_payload(args[0].payload) if args else {}
+            if not isinstance(payload, dict):
+                raise ApplicationError(f"the baseline takes a dict payload for {name}",
+                                       non_retryable=True)
+            await self._step(AUTHENTICATE, identity_token=payload.get(TOKEN_FIELD))
             await self._step("record_transition")
             self._commands += 1
             if name == "apply_release":
@@ -105,8 +122,7 @@ class BaselineRelease:
                 if self._approvals == REQUIRED_APPROVALS:
                     self._move("RELEASE_PREPARATION")
             elif name == "set_grayscale":
-                percent = workflow.payload_converter().from_payload(args[0].payload)["percent"]
-                self._move("GRAYSCALE", int(percent))
+                self._move("GRAYSCALE", int(payload["percent"]))
             elif name == "full_release":
                 self._move("RELEASED", 100)
             else:
@@ -116,9 +132,12 @@ class BaselineRelease:
     async def _step(self, name: str, *, heartbeat: bool = False,
                     start_to_close: timedelta = CATALOG_TIMEOUT,
                     heartbeat_timeout: timedelta | None = None,
-                    retry: Any = CATALOG_RETRY) -> None:
+                    retry: Any = CATALOG_RETRY, identity_token: Any = None) -> None:
+        step: dict[str, Any] = {"step": name, "heartbeat": heartbeat}
+        if identity_token is not None:
+            step[TOKEN_FIELD] = identity_token
         await workflow.execute_activity(
-            NOOP, {"step": name, "heartbeat": heartbeat}, result_type=dict,
+            NOOP, step, result_type=dict,
             start_to_close_timeout=start_to_close, heartbeat_timeout=heartbeat_timeout,
             retry_policy=retry,
         )
