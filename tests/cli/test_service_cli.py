@@ -119,3 +119,28 @@ async def test_mistakes_are_reported_with_their_exit_codes(
     assert deleted.out == f"delete accepted: mini-service:{app}:1  DELETED\n", deleted
     after = await mpr("service", "revert", "--app", app, "--version", "1", "--actor", "olly")
     assert "has finished (DELETED)" in after.error(REFUSED)
+
+
+async def test_only_the_super_app_s_operators_create_and_duplicate_versions(
+    mpr: Mpr, catalog_db: asyncpg.Pool,
+) -> None:
+    app = await new_super_app(catalog_db)
+    refused = await mpr("service", "create", "--app", app, as_user="dev")
+    assert "dev is not authorised to start a version of this mini service" in \
+        refused.error(FAILURE)
+    assert "needs service_admin or service_operator (has no role)" in refused.err
+
+    created = await mpr("service", "create", "--app", app, as_user="olly")
+    service = created.out.split()[0]
+    assert created.code == 0 and service.startswith(f"mini-service:{app}:"), created
+    assert (await mpr("service", "test", service, "--tester", "qa@example.com",
+                      as_user="olly")).code == 0
+    assert (await mpr("service", "release", "100", service, as_user="ada")).code == 0
+    copy = await mpr("service", "duplicate", "--app", app, "--from", service.split(":")[-1],
+                     as_user="dev")
+    assert "dev is not authorised to start a version" in copy.error(FAILURE)
+    by_operator = await mpr("service", "duplicate", "--app", app, "--from",
+                            service.split(":")[-1], as_user="olly")
+    assert by_operator.code == 0, by_operator
+    status = (await mpr("service", "status", by_operator.out.split()[0], "--json")).json()
+    assert status["created_by"] == "olly"

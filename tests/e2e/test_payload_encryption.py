@@ -1,6 +1,7 @@
 """Personal data on the real stack: whitelisted user ids, tester emails and reviewer comments
 appear nowhere in what the Temporal server holds, yet those with the keys read them through the
-codec server; plain JSON from tctl-style clients is still accepted; the worker refuses to run
+codec server; nor do the identity tokens `mpr`, the client library and `temporal` send with
+every command; plain JSON from tctl-style clients is still accepted; the worker refuses to run
 without keys unless encryption is explicitly off."""
 
 import asyncio
@@ -14,6 +15,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from mpr.catalog.admin import Membership, add_member, set_target_app
@@ -21,17 +24,21 @@ from mpr.domain.core.models import Role
 from mpr.domain.mini_service.models import mini_service_id
 from mpr.domain.release.models import Reviewer, StartInput, TargetAppPolicy
 from mpr.infra.codec import new_key_entry
-from starters.mini_services import MiniServiceClient
-from starters.releases import start_release
+from starters.releases import ReleaseRef, start_release
+from tests import identity
 from tests.e2e.test_mini_service_end_to_end import new_super_app
 from tests.e2e.test_release_end_to_end import SAMPLES, wait_for_stage
 from tests.mpr_runner import Mpr
 from tests.stack import (
     PAYLOAD_KEYS,
+    ActingReleases,
+    ActingServices,
     CodecServerProcess,
     TemporalCli,
     WorkerProcess,
+    signed,
     start_worker,
+    token,
     wait_until_started,
 )
 
@@ -107,32 +114,33 @@ async def test_release_personal_data_is_encrypted_in_history(
     users = [marker("user"), marker("user")]
     handle = await start_release(client, StartInput(
         mini_program_id=program, version="1.1.0", target_app=app, workspace_id="ws-e2e",
-        requested_by="dev", source=str(SAMPLES / "1.1.0"),
+        source=str(SAMPLES / "1.1.0"),
         config={"basic_info": {"name": "Coffee Shop"}, "compatibility": ONE_CELL},
-    ), worker.env["TEMPORAL_TASK_QUEUE"])
+    ), worker.env["TEMPORAL_TASK_QUEUE"], identity_token=token("dev"))
     await wait_for_stage(handle, "READY_TO_APPLY")
 
-    await handle.execute_update("apply_release", {"actor": "dev"})
-    await handle.execute_update("reject_review", {"actor": reviewer, "reviewer": "partner_app",
-                                                  "reason": reason})
-    await handle.execute_update("apply_release", {"actor": "dev"})
-    await handle.execute_update("approve_review", {"actor": reviewer,
-                                                   "reviewer": "partner_app",
-                                                   "comment": comment})
+    await handle.execute_update("apply_release", signed("dev"))
+    await handle.execute_update("reject_review", signed(reviewer, reviewer="partner_app",
+                                                        reason=reason))
+    await handle.execute_update("apply_release", signed("dev"))
+    await handle.execute_update("approve_review", signed(reviewer, reviewer="partner_app",
+                                                         comment=comment))
     # Refusals are plain text: they must not quote what they refuse.
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update("start_whitelist_test",
-                                    {"actor": "admin", "user_ids": [users[0], users[0]]})
+                                    signed("admin", user_ids=[users[0], users[0]]))
     assert "unique" in str(refused.value.cause) and users[0] not in str(refused.value.cause)
     # As an operator sends it: `temporal` with the codec server encrypts it on the way in.
     temporal_cli.run("workflow", "update", "execute", "--workflow-id", handle.id, "--name",
                      "start_whitelist_test", "--input",
-                     json.dumps({"actor": "admin", "user_ids": users}))
+                     json.dumps(signed("admin", user_ids=users)))
     await wait_for_stage(handle, "WHITELIST_TESTING")
 
-    # A plain JSON signal, as tctl and a `temporal` without the codec server send it.
+    # A plain JSON signal, as tctl and a `temporal` without the codec server send it (with a
+    # token of its own: what goes in plain text stays readable in the history).
     temporal_cli.run("workflow", "signal", "--workflow-id", handle.id, "--name",
-                     "set_grayscale", "--input", '{"actor": "admin", "percent": 1}',
+                     "set_grayscale", "--input",
+                     json.dumps({"identity_token": identity.token("admin"), "percent": 1}),
                      codec=False)
     await wait_for_stage(handle, "GRAYSCALE")
 
@@ -159,20 +167,101 @@ async def test_mini_service_testers_are_encrypted_in_history(
     client: Client, worker: WorkerProcess, catalog_db: asyncpg.Pool, temporal_cli: TemporalCli,
 ) -> None:
     super_app = await new_super_app(catalog_db)
-    services = MiniServiceClient(client, catalog_db, worker.env["TEMPORAL_TASK_QUEUE"])
-    version = await services.create(super_app, "olly")
+    services = ActingServices(client, catalog_db, worker.env["TEMPORAL_TASK_QUEUE"], "olly")
+    version = await services.create(super_app)
     handle = client.get_workflow_handle(mini_service_id(super_app, version))
     testers = [f"{marker('qa')}@example.com", f"{marker('pm')}@example.com"]
     not_an_email = marker("almost-an-email")
 
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update("test", {"actor": "olly", "testers": [not_an_email]})
+        await handle.execute_update("test", signed("olly", testers=[not_an_email]))
     assert "not an email address" in str(refused.value.cause)
-    await handle.execute_update("test", {"actor": "olly", "testers": testers})
+    await handle.execute_update("test", signed("olly", testers=testers))
 
     raw = show(temporal_cli, handle.id, codec=False)
     assert not_an_email not in raw, "a refusal quoted the refused value"
     assert_held_encrypted(temporal_cli, handle.id, testers)
+
+
+# --- identity tokens -------------------------------------------------------------------------
+
+
+async def raw_history(address: str, workflow_id: str) -> list[HistoryEvent]:
+    """The workflow's history as the server holds it, read by a client without the codec:
+    every payload is the bytes that were stored."""
+    raw = await Client.connect(address)  # the default converter: nothing is decrypted
+    return [event async for event in raw.get_workflow_handle(workflow_id).fetch_history_events()]
+
+
+def holding(events: list[HistoryEvent], needle: str) -> list[str]:
+    """The types of the events whose stored bytes (payloads, metadata, everything) contain
+    `needle`."""
+    return [EventType.Name(event.event_type) for event in events
+            if needle.encode() in event.SerializeToString()]
+
+
+async def test_identity_tokens_are_held_encrypted_in_history(
+    worker: WorkerProcess, client: Client, releases: ActingReleases, mpr: Mpr,
+    temporal_cli: TemporalCli, tmp_path: Path,
+) -> None:
+    program = f"tokens-{uuid.uuid4().hex[:8]}"
+    release = f"release:{program}:1.0.0:gopay:production"
+    ref = ReleaseRef.parse(release)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"basic_info": {"name": "Coffee Shop"},
+                                  "compatibility": ONE_CELL}))
+    # Started with mpr, by the token alone (no --actor)...
+    started = await mpr("start", "--program", program, "--version", "1.0.0", "--app", "gopay",
+                        "--workspace", "ws-e2e", "--source", str(SAMPLES / "1.0.0"),
+                        "--config-file", str(config), "--wait", "ready_to_apply",
+                        as_user="dev")
+    assert started.code == 0, started.err
+    # ... driven with the client library (a signal, an update) and with mpr (--actor, checked
+    # against the token), and with `temporal` through the codec server, as the cookbook does.
+    await releases.as_user("dev").signal(ref, "update_config", {
+        "config": {"basic_info": {"description": "tokens stay encrypted"}}})
+    await releases.as_user("dev").command(ref, "apply_release", {})
+    approved = await mpr("approve", release, "--as", "partner_app", "--actor", "gopay-rev")
+    assert approved.code == 0, approved.err
+    typed = identity.token("dev")
+    temporal_cli.run("workflow", "update", "execute", "--workflow-id", release, "--name",
+                     "update_config", "--input", json.dumps({"identity_token": typed, "config": {
+                         "basic_info": {"description": "typed by an operator"}}}))
+    await releases.as_user("admin").command(ref, "full_release", {})
+    audit = await releases.audit_log(ref)
+    assert [(entry.command, entry.actor) for entry in audit.entries if entry.actor] == [
+        ("start_release", "dev"), ("update_config", "dev"), ("apply_release", "dev"),
+        ("approve_review", "gopay-rev"), ("update_config", "dev"), ("full_release", "admin")]
+
+    events = await raw_history(worker.env["TEMPORAL_ADDRESS"], release)
+    verified = [event for event in events
+                if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and
+                event.activity_task_scheduled_event_attributes.activity_type.name
+                == "authenticate_release_actor"]
+    assert len(verified) == 6, "the start's token and every command's went to be verified"
+    for payload in [*events[0].workflow_execution_started_event_attributes.input.payloads,
+                    *(p for event in verified
+                      for p in event.activity_task_scheduled_event_attributes.input.payloads)]:
+        assert payload.metadata["encoding"] == b"binary/encrypted"
+    assert started.token and approved.token, "mpr ran with the users' tokens"
+    sent = {started.token, approved.token, typed, *token.issued}
+    assert len(sent) >= 4
+    for sent_token in sent:
+        assert holding(events, sent_token) == [], "a token is readable in the history"
+    assert holding(events, "identity_token") == []
+
+    # What goes in plain JSON (tctl) is stored as sent: the search above would have seen it.
+    plain = identity.token("owner")
+    second = await releases.as_user("dev").start(StartInput(
+        mini_program_id=program, version="1.1.0", target_app="gopay", workspace_id="ws-e2e",
+        source=str(SAMPLES / "1.1.0"), config={"compatibility": ONE_CELL}))
+    temporal_cli.run("workflow", "signal", "--workflow-id", second.release_id, "--name",
+                     "cancel_release", "--input",
+                     json.dumps({"identity_token": plain, "reason": "plain"}), codec=False)
+    await client.get_workflow_handle(second.release_id).result()
+    stored = await raw_history(worker.env["TEMPORAL_ADDRESS"], second.release_id)
+    assert holding(stored, plain) == ["EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED"]
+    assert holding(stored, token("dev")) == []
 
 
 # --- the worker and its keys -----------------------------------------------------------------

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from mpr.infra.dev_issuer import ISSUER as DEV_ISSUER
 from mpr.infra.servers import free_port
 from mpr.infra.settings import Settings
 from tests.stack import WorkerProcess
@@ -71,12 +72,21 @@ def test_a_good_deployment_is_reported_line_by_line(worker: WorkerProcess,
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     subjects = [line[5:23].strip() for line in lines]
-    assert subjects == ["payload keys", "build sources", "build sources", "artifacts",
-                        "temporal", "namespace", "search attributes", "task queue", "catalog",
-                        "migrations"]
+    assert subjects == ["payload keys", "identity", "build sources", "build sources",
+                        "artifacts", "temporal", "namespace", "search attributes", "task queue",
+                        "catalog", "migrations"]
     assert all(line.startswith("ok   ") for line in lines), result.stdout
     text = result.stdout
     assert "encrypts with test-session" in text
+    # The worker verifies tokens of the tests' dev issuer, from the keys beside its data.
+    assert lines[1] == (
+        f"ok   identity           verifies tokens of {DEV_ISSUER} with 1 key(s) from "
+        f"{worker.env['MPR_AUTH_JWKS_FILE']}; actor from preferred_username")
+    assert worker.env["MPR_AUTH_JWKS_FILE"] == str(
+        Path(worker.env["MPR_DATA_DIR"], "auth", "jwks.json").resolve())
+    # ... and so does the stack's running worker: verification is on, not MPR_AUTH=off.
+    started = next(line for line in worker.log_lines() if line.get("event") == "worker started")
+    assert started["identity_issuer"] == DEV_ISSUER and worker.env["MPR_AUTH"] == "required"
     assert f"{worker.env['TEMPORAL_ADDRESS']} (plain text), server " in text
     assert "default (closed releases kept " in text
     assert "all 8 registered" in text
@@ -197,3 +207,50 @@ def test_invalid_settings_stop_the_worker_naming_the_variable(worker: WorkerProc
 
     assert result.returncode == 1
     assert "WORKER_MAX_CACHED_WORKFLOWS must be a whole number, not 'many'" in result.stderr
+
+
+# --- identity ----------------------------------------------------------------------------
+
+
+async def test_the_issuers_keys_are_checked(worker: WorkerProcess, tmp_path: Path) -> None:
+    missing = tmp_path / "auth" / "jwks.json"
+    not_keys = tmp_path / "not-keys.json"
+    not_keys.write_text('{"keys": "none"}')
+
+    absent = await findings(worker_env(worker, tmp_path, MPR_AUTH_JWKS_FILE=str(missing)))
+    garbled = await findings(worker_env(worker, tmp_path, MPR_AUTH_JWKS_FILE=str(not_keys)))
+
+    assert absent["identity"].verdict == "FAIL"
+    assert absent["identity"].detail.startswith(f"cannot read MPR_AUTH_JWKS_FILE {missing}: ")
+    assert garbled["identity"].verdict == "FAIL"
+    assert f"MPR_AUTH_JWKS_FILE {not_keys} is not a JWKS" in garbled["identity"].detail
+    assert absent["catalog"].verdict == "ok", "the other checks still run"
+
+
+async def test_verification_required_without_an_issuer_is_named(
+    worker: WorkerProcess, tmp_path: Path
+) -> None:
+    found = await findings(worker_env(worker, tmp_path, MPR_AUTH_ISSUER="",
+                                      MPR_AUTH_JWKS_FILE=""))
+
+    assert found["identity"].verdict == "FAIL"
+    assert found["identity"].detail.startswith(
+        "MPR_AUTH is required but MPR_AUTH_ISSUER, MPR_AUTH_JWKS_URL or MPR_AUTH_JWKS_FILE "
+        "is not set")
+
+
+async def test_verification_off_is_a_warning(worker: WorkerProcess, tmp_path: Path) -> None:
+    found = await findings(worker_env(worker, tmp_path, MPR_AUTH="off"))
+
+    assert found["identity"].verdict == "warn"
+    assert "actor field is believed" in found["identity"].detail
+
+
+def test_the_worker_refuses_to_start_without_an_issuer(worker: WorkerProcess,
+                                                       tmp_path: Path) -> None:
+    env = worker_env(worker, tmp_path, MPR_AUTH_ISSUER="", TEMPORAL_TASK_QUEUE="never-polled")
+    started = subprocess.run([sys.executable, "-m", "workers.main"], env=env,
+                             capture_output=True, text=True, timeout=120)
+
+    assert started.returncode == 1 and "Traceback" not in started.stderr
+    assert "MPR_AUTH is required but MPR_AUTH_ISSUER is not set" in started.stderr

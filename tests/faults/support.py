@@ -25,8 +25,7 @@ from mpr.domain.release.models import StartInput
 from mpr.infra.servers import free_port, start_temporal_dev_server, stop_postgres, wait_for_temporal
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import connect
-from starters.releases import ReleaseClient
-from tests.stack import WorkerProcess, start_worker, wait_until_started
+from tests.stack import ActingReleases, WorkerProcess, start_worker, wait_until_started
 
 T = TypeVar("T")
 
@@ -176,8 +175,10 @@ class FaultStack:
             self._client = await connect(Settings.from_env(self.env))
         return self._client
 
-    async def releases(self) -> ReleaseClient:
-        return ReleaseClient(await self.client(), self.env["TEMPORAL_TASK_QUEUE"])
+    async def releases(self) -> ActingReleases:
+        """The client library, sending the token of the user each payload's actor (a start's
+        requested_by) names; `.as_user(NAME)` sends NAME's whatever the payload says."""
+        return ActingReleases(await self.client(), self.env["TEMPORAL_TASK_QUEUE"])
 
     async def catalog(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -249,6 +250,7 @@ def start_input(program: str, version: str, target_app: str, source: Path,
     config: dict[str, Any] = {"basic_info": {"name": "Fault Shop"}}
     if compatibility is not None:
         config["compatibility"] = compatibility
+    # Started by dev, a developer of the workspace: dev's token, and an actor that matches it.
     return StartInput.model_validate({
         "mini_program_id": program, "version": version, "target_app": target_app,
         "workspace_id": WORKSPACE, "requested_by": "dev", "source": str(source),

@@ -1,6 +1,7 @@
 """Mixed load: a thousand releases on one worker, driven by randomised operator traffic (valid
-and invalid commands, malformed ones, duplicate signals, concurrent approvals, updates and
-signals mixed), a bounded number at a time.
+and invalid commands, malformed ones, forged ones, duplicate signals, concurrent approvals,
+updates and signals mixed), a bounded number at a time. Every command goes with its sender's
+identity token, which the worker verifies, except the forged ones that carry none.
 
 Every release must end where the model of its commands (tests/faults/traffic.py) says: in that
 stage and percent, with those approvals, finished if that stage is terminal and otherwise idle
@@ -27,9 +28,10 @@ from temporalio.client import (
     WorkflowHandle,
 )
 
+from mpr.domain.core.identity import TOKEN_FIELD
 from mpr.domain.release.stages import Stage
 from mpr.domain.release.state import ReleaseStatus
-from starters.releases import CommandRefused, ReleaseClient, ReleaseFinished, ReleaseRef
+from starters.releases import CommandRefused, ReleaseFinished, ReleaseRef
 from tests.faults.support import (
     DEADLINE_SECONDS,
     ONE_CELL,
@@ -46,6 +48,7 @@ from tests.faults.traffic import (
     next_step,
     plan_release,
 )
+from tests.stack import ActingReleases, token
 
 # The issue asks for 1,000; MPR_FAULT_LOAD_RELEASES runs another number (e.g. to size the test
 # on a slow machine) without editing it.
@@ -107,7 +110,7 @@ async def test_a_thousand_releases_under_random_operator_traffic(
 # --- driving ---------------------------------------------------------------------------------
 
 
-async def drive_release(releases: ReleaseClient, client: Client, source: Path, program: str,
+async def drive_release(releases: ActingReleases, client: Client, source: Path, program: str,
                         number: int, seed: int) -> Driven:
     rng = random.Random(seed)
     plan = plan_release(rng)
@@ -133,7 +136,8 @@ async def drive_release(releases: ReleaseClient, client: Client, source: Path, p
     return release
 
 
-async def deliver(releases: ReleaseClient, client: Client, release: Driven, step: Step) -> None:
+async def deliver(releases: ActingReleases, client: Client, release: Driven,
+                  step: Step) -> None:
     release.sent += [f"{step.delivery}: {command.describe()}" for command in step.commands]
     model, ref = release.model, release.ref
     match step.delivery:
@@ -156,13 +160,13 @@ async def deliver(releases: ReleaseClient, client: Client, release: Driven, step
                                 f"expected {sorted(expectations)}")
         case "signal":
             (command,) = step.commands
-            await releases.signal(ref, command.name, command.payload)
+            await sender(releases, command).signal(ref, command.name, command.payload)
             model.receive(command)
         case "duplicate_signal":
             (command,) = step.commands
             for _ in range(2):
                 try:
-                    await releases.signal(ref, command.name, command.payload)
+                    await sender(releases, command).signal(ref, command.name, command.payload)
                 except ReleaseFinished:
                     # The first one finished the release before the second arrived.
                     if model.stage not in TERMINAL:
@@ -171,18 +175,26 @@ async def deliver(releases: ReleaseClient, client: Client, release: Driven, step
                 model.receive(command)
         case "raw_signal":
             # What tctl can send and the client library will not: a mistyped name, a payload
-            # that is not an object.
+            # that is not an object, no identity token.
             (command,) = step.commands
-            await client.get_workflow_handle(ref.release_id).signal(command.name,
-                                                                    command.payload)
+            payload = command.payload
+            if command.signed_by and isinstance(payload, dict):
+                payload = {TOKEN_FIELD: token(command.signed_by), **payload}
+            await client.get_workflow_handle(ref.release_id).signal(command.name, payload)
             model.receive(command)
 
 
-async def update(releases: ReleaseClient, ref: ReleaseRef,
+def sender(releases: ActingReleases, command: Command) -> ActingReleases:
+    """The client library as the command's sender uses it: with their token."""
+    assert command.signed_by, f"the client library always sends a token: {command}"
+    return releases.as_user(command.signed_by)
+
+
+async def update(releases: ActingReleases, ref: ReleaseRef,
                  command: Command) -> tuple[bool, Stage | None]:
     """(accepted, the stage it was accepted in)."""
     try:
-        status = await releases.command(ref, command.name, command.payload)
+        status = await sender(releases, command).command(ref, command.name, command.payload)
     except CommandRefused:
         return False, None
     return True, status.stage
@@ -195,7 +207,7 @@ def command_outcomes(entries: Sequence[tuple[str, bool]]) -> Counter[tuple[str, 
     return Counter(entry for entry in entries if entry[0] not in SYSTEM_EVENTS)
 
 
-async def check_workflow(releases: ReleaseClient, client: Client, release: Driven) -> None:
+async def check_workflow(releases: ActingReleases, client: Client, release: Driven) -> None:
     """The workflow against the model: where it is, and finished or idle accordingly."""
     model = release.model
     handle = client.get_workflow_handle(release.ref.release_id, result_type=ReleaseStatus)
@@ -230,7 +242,7 @@ def not_idle(status: ReleaseStatus, description: WorkflowExecutionDescription) -
     return f"workflow {description.status}, work {status.pending_work}, activities {pending}"
 
 
-async def finished_status(releases: ReleaseClient,
+async def finished_status(releases: ActingReleases,
                           handle: WorkflowHandle[Any, ReleaseStatus],
                           release: Driven) -> ReleaseStatus:
     try:
@@ -241,7 +253,7 @@ async def finished_status(releases: ReleaseClient,
         return status
 
 
-async def settled_status(releases: ReleaseClient, release: Driven) -> ReleaseStatus:
+async def settled_status(releases: ActingReleases, release: Driven) -> ReleaseStatus:
     """The status once the release has handled every command it was sent (a signal sent last
     may still be waiting for its catalog write), or as it is at the deadline."""
     expected = release.model.events

@@ -7,6 +7,10 @@ program) to alipaycn (platform and partner review, grayscale allowed, no whiteli
 gopay (partner review, first release full only), by the members of tests/stack.py plus a
 stranger with no role.
 
+Every command goes with its sender's identity token, which the worker verifies: the token's
+user is the actor (docs/production.md, "Identity"). Some leave the actor field out; a few are
+forged: an actor field naming someone else than the token's user, or no token at all.
+
 Traffic for one release comes from its own random generator, so each release's commands, and
 the model's prediction, are the same whatever order the releases run in.
 """
@@ -59,9 +63,30 @@ class Command:
     name: str
     payload: Any
     """Usually a JSON object; anything else is a malformed command."""
+    sender: str | None = None
+    """Whose identity token goes with it; by default the user its actor field names."""
+    token: bool = True
+    """False: no token at all (only a raw signal can: the client library always sends one)."""
+
+    @property
+    def signed_by(self) -> str | None:
+        """The user whose token goes with the command (None: no token)."""
+        if not self.token:
+            return None
+        if self.sender is not None:
+            return self.sender
+        actor = self.payload.get("actor") if isinstance(self.payload, dict) else None
+        return actor if isinstance(actor, str) else None
 
     def describe(self) -> str:
-        return f"{self.name} {self.payload!r}"
+        return f"{self.name} {self.payload!r} as {self.signed_by or 'nobody'}"
+
+
+def by(sender: str, name: str, rng: random.Random, **fields: Any) -> Command:
+    """`sender`'s command: with their token, and now and then their name in the actor field
+    (optional, and checked against the token)."""
+    named = {"actor": sender} if rng.random() < 0.5 else {}
+    return Command(name, {**named, **fields}, sender=sender)
 
 
 @dataclass
@@ -96,9 +121,9 @@ class ReleaseModel:
         if command.name not in FIELDS or not isinstance(payload, dict) \
                 or not set(payload) <= FIELDS[command.name] or self.stage in TERMINAL:
             return False
-        actor = payload.get("actor")
-        if not isinstance(actor, str):
-            return False
+        actor = command.signed_by
+        if actor is None or payload.get("actor", actor) != actor:
+            return False  # no verified identity, or an actor field naming someone else
         rules = {
             "update_config": self._update_config,
             "apply_release": self._apply_release,
@@ -201,27 +226,24 @@ def progress_command(model: ReleaseModel, rng: random.Random) -> Command:
     app = model.target_app
     match model.stage:
         case Stage.READY_TO_APPLY | Stage.REJECTED:
-            return Command("apply_release", {"actor": rng.choice(sorted(BUILDERS))})
+            return by(rng.choice(sorted(BUILDERS)), "apply_release", rng)
         case Stage.UNDER_REVIEW:
             pending = sorted(REQUIRED_REVIEWERS[app] - model.approvals)
             reviewer = rng.choice(pending)
             actor = "platform-rev" if reviewer == "platform" else PARTNER_REVIEWER[app]
             if rng.random() < 0.15:
-                return Command("reject_review",
-                               {"actor": actor, "reviewer": reviewer, "reason": "not yet"})
-            return Command("approve_review", {"actor": actor, "reviewer": reviewer})
+                return by(actor, "reject_review", rng, reviewer=reviewer, reason="not yet")
+            return by(actor, "approve_review", rng, reviewer=reviewer)
         case Stage.RELEASE_PREPARATION | Stage.GRAYSCALE if app not in FULL_RELEASE_ONLY:
             higher = [p for p in LADDER if p > model.percent]
             roll = rng.random()
             if model.stage is Stage.GRAYSCALE and roll < 0.15:
-                return Command(rng.choice(["reset_grayscale", "cancel_grayscale"]),
-                               {"actor": "admin"})
+                return by("admin", rng.choice(["reset_grayscale", "cancel_grayscale"]), rng)
             if roll < 0.7:
-                return Command("set_grayscale",
-                               {"actor": "admin", "percent": rng.choice(higher[:3])})
-            return Command("full_release", {"actor": "admin"})
+                return by("admin", "set_grayscale", rng, percent=rng.choice(higher[:3]))
+            return by("admin", "full_release", rng)
         case _:
-            return Command("full_release", {"actor": "admin"})
+            return by("admin", "full_release", rng)
 
 
 def invalid_command(model: ReleaseModel, rng: random.Random) -> Command:
@@ -242,15 +264,21 @@ def invalid_command(model: ReleaseModel, rng: random.Random) -> Command:
         Command("apply_release", {"actor": "dev", "unexpected": True}),
         Command("update_config", {"actor": "dev", "config": {
             "basic_info": {"description": f"edit {rng.randrange(1000)}"}}}),
+        # Forged: the actor field names the admin, the token is the developer's.
+        Command("full_release", {"actor": "admin"}, sender="dev"),
+        Command("cancel_release", {"actor": "owner", "reason": "not mine"}, sender="gopay-rev"),
     ])
 
 
 def malformed_command(rng: random.Random) -> Command:
-    """Not a command at all: a mistyped name or a payload that is not an object."""
+    """Not a command at all: a mistyped name, a payload that is not an object, or one that
+    carries no identity token (the actor field alone names nobody)."""
     return rng.choice([
         Command("approve", {"actor": "gopay-rev"}),
         Command("apply_release", "not an object"),
         Command("full_release", ["admin"]),
+        Command("full_release", {"actor": "admin"}, token=False),
+        Command("cancel_release", {"actor": "owner"}, token=False),
     ])
 
 
@@ -259,11 +287,10 @@ def next_step(model: ReleaseModel, rng: random.Random) -> Step:
     if model.stage is Stage.UNDER_REVIEW and not model.approvals and app == "alipaycn" \
             and rng.random() < 0.5:
         # Both reviewers at once; sometimes the same reviewer twice at once.
-        partner = {"actor": PARTNER_REVIEWER[app], "reviewer": "partner_app"}
-        platform = {"actor": "platform-rev", "reviewer": "platform"}
+        partner = by(PARTNER_REVIEWER[app], "approve_review", rng, reviewer="partner_app")
+        platform = by("platform-rev", "approve_review", rng, reviewer="platform")
         second = partner if rng.random() < 0.8 else platform
-        return Step("concurrent_updates",
-                    (Command("approve_review", platform), Command("approve_review", second)))
+        return Step("concurrent_updates", (platform, second))
     roll = rng.random()
     if roll < 0.08:
         return Step("raw_signal", (malformed_command(rng),))

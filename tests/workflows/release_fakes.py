@@ -65,6 +65,8 @@ class FakeCatalog:
     builds_wait_for: asyncio.Event | None = None
     """When set, builds run until the event is set (or the activity is cancelled)."""
     failing_cells: set[str] = field(default_factory=set)
+    writes_wait_for: asyncio.Event | None = None
+    """When set, catalog writes wait until the event is set (a database outage)."""
     refused_commands: set[str] = field(default_factory=set)
     build_started: int = 0
     identity: Authenticator = field(default_factory=lambda: Authenticator(None))
@@ -95,6 +97,8 @@ class FakeCatalog:
 
     @activity.defn(name="record_transition")
     async def record_transition(self, transition: CatalogTransition) -> TransitionResult:
+        if self.writes_wait_for is not None:
+            await self.writes_wait_for.wait()
         if any(t.event.event_id == transition.event.event_id for t in self.transitions):
             return TransitionResult(applied=True)
         if transition.event.command in self.refused_commands:

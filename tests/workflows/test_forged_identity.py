@@ -27,11 +27,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.identity import Authenticator
 from mpr.domain.core.identity import ACTOR_MISMATCH, TOKEN_FIELD
 from mpr.domain.core.models import Role
 from mpr.domain.mini_service.models import mini_service_id
 from mpr.domain.release.release_id import release_id
 from mpr.infra.codec import new_key_entry
+from mpr.infra.identity import IdentityVerifier, JwksFile
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import data_converter
 from tests.identity import ISSUER
@@ -252,6 +254,30 @@ async def test_an_actor_field_naming_someone_else_is_refused_without_its_values(
     accepted = await handle.execute_update(
         "apply_release", {TOKEN_FIELD: setup.token("dev"), "actor": "dev"})
     assert accepted["stage"] == "UNDER_REVIEW"
+
+
+async def test_a_token_is_judged_when_its_command_arrived_not_when_its_turn_came(
+    env: WorkflowEnvironment, setup: Setup, catalog: FakeCatalog,
+) -> None:
+    """A command waiting behind another that waits out a database outage keeps the time it
+    arrived: its token, valid then, is not refused for expiring meanwhile."""
+    handle = await start_release(setup)
+    catalog.identity = Authenticator(IdentityVerifier(
+        issuer=ISSUER.issuer, audience=ISSUER.audience, keys=JwksFile(ISSUER.jwks_file),
+        subject_claim="preferred_username", leeway_seconds=0))
+    catalog.writes_wait_for = asyncio.Event()
+    first = asyncio.create_task(handle.execute_update("update_config", {
+        TOKEN_FIELD: setup.token("dev"), "config": {"basic_info": {"description": "d"}}}))
+    await asyncio.sleep(0.5)
+    now = (await env.get_current_time()).timestamp()
+    short_lived = ISSUER.token("dev", now=now, lifetime_seconds=3)
+    second = asyncio.create_task(handle.execute_update(
+        "apply_release", {TOKEN_FIELD: short_lived}))
+    await asyncio.sleep(5)  # the outage outlasts the token
+    assert (await env.get_current_time()).timestamp() > now + 3
+    catalog.writes_wait_for.set()
+    await first
+    assert (await second)["stage"] == "UNDER_REVIEW"
 
 
 async def test_an_undecryptable_command_is_refused_and_recorded(
