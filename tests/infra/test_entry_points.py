@@ -21,6 +21,7 @@ import pytest
 from mpr.infra.codec import new_key_entry
 from mpr.infra.exit_codes import FAILURE, USAGE
 from mpr.infra.servers import free_port
+from tests.identity import auth_env
 
 REPO = Path(__file__).resolve().parents[2]
 # What a developer's shell may export that would change what these entry points do.
@@ -189,7 +190,15 @@ def test_up_again_after_down_in_a_shell_that_exported_the_stack(traversable_dir:
 def worker_env(data_dir: Path, **settings: str) -> dict[str, str]:
     """Settings that pass the worker's own checks, so that it goes on to connect."""
     return environment(data_dir, MPR_PAYLOAD_KEYS=new_key_entry("entry-points"),
-                       **settings)
+                       **auth_env(), **settings)
+
+
+@pytest.mark.e2e
+def test_worker_without_an_identity_issuer(data_dir: Path) -> None:
+    env = environment(data_dir, MPR_PAYLOAD_KEYS=new_key_entry("entry-points"),
+                      DATABASE_URL=dead_database_url())
+    one_line(run(env, "workers.main"), FAILURE, "MPR_AUTH is required but MPR_AUTH_ISSUER",
+             "make up", "MPR_AUTH=off")
 
 
 @pytest.mark.e2e
