@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv up down status demo test test-fast bench lint lock clean
+.PHONY: venv up down status demo test test-fast bench bench-full lint lock clean
 
 # The runtime dependencies come from requirements.lock, as in the worker image, so the tests
 # run the versions production runs; the dev and embedded extras come on top.
@@ -41,9 +41,14 @@ test: venv
 test-fast: venv
 	$(PY) -m pytest -m "not e2e"
 
-# The benchmark suite (bench/README.md): its own stack on free ports; about 40 minutes on 2 cores.
+# The benchmark suite (bench/README.md): its own stack on free ports. `bench` runs every
+# benchmark at sizes that finish in under 10 minutes on 2 cores (bench/results/latest.json);
+# `bench-full` at the large sizes, 300 releases at once and 5,000 parked (bench/results/full.json).
 bench: venv
 	$(PY) -m bench
+
+bench-full: venv
+	$(PY) -m bench --full
 
 # Pin the runtime dependencies (versions and hashes) after changing them in pyproject.toml.
 lock: venv

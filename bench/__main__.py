@@ -1,11 +1,14 @@
-"""`python -m bench` (`make bench`): start a stack of its own, run every benchmark, print the
-table, write bench/results/latest.json (the figures) and bench/results/latest-details.json
-(what each benchmark did: counts, every timing, the machine), then stop everything.
+"""`python -m bench` (`make bench`): start a stack of its own, run every benchmark at the
+default sizes (under ten minutes on two cores), print the table, write bench/results/latest.json
+(the figures) and bench/results/latest-details.json (what each benchmark did: counts, every
+timing, the size of each figure, the machine), then stop everything.
 
-`--quick` runs every benchmark small (a smoke test of the suite, not figures to report);
-`--only NAME[,NAME]` runs some of them (build, resolution, compatibility, lifecycle, parked);
-`--profile DIR` records a py-spy profile of each benchmark worker. Only a full run without
-either writes latest.json.
+`--full` (`make bench-full`) runs them at the large sizes (300 releases at once, 5,000 parked)
+and writes bench/results/full.json and full-details.json instead; `--quick` runs every benchmark
+small (a smoke test of the suite, not figures to report); `--only NAME[,NAME]` runs some of them
+(build, resolution, compatibility, lifecycle, parked); `--profile DIR` records py-spy profiles
+of the benchmark workers. Only a whole run without --quick, --only or --profile writes
+latest.json (or full.json); any other writes partial.json.
 """
 
 import argparse
@@ -23,6 +26,7 @@ from typing import Any
 
 from bench import build, compatibility, lifecycle, parked, resolution
 from bench.results import Result, Target, figure, table, write_json
+from bench.sizes import DEFAULT, FULL, QUICK, Sizes
 from bench.sources import big_tree
 from bench.stack import BenchStack
 from mpr.infra.entrypoint import run_and_exit
@@ -32,14 +36,10 @@ RESULTS_DIR = Path(__file__).parent / "results"
 WALL_TIME_TARGET = Target("value", "<=", 600)
 
 
-def _sizes(quick: bool) -> dict[str, int]:
-    if quick:
-        return {"releases": 10, "parked": 20, "cache": 10, "baselines": 20, "samples": 10,
-                "rounds": 1}
-    # 500 round trips of each kind: the slowest few percent of round trips (both kinds) decide
-    # a p99, and with 200 the figure moved by half from one run to the next.
-    return {"releases": 300, "parked": 5000, "cache": 500, "baselines": 600, "samples": 500,
-            "rounds": 3}
+def _sizes(quick: bool, full: bool = False) -> Sizes:
+    if quick and full:
+        raise ValueError("--quick and --full do not go together")
+    return QUICK if quick else FULL if full else DEFAULT
 
 
 def machine() -> dict[str, Any]:
@@ -60,17 +60,17 @@ def machine() -> dict[str, Any]:
 Figures = tuple[list[Result], dict[str, Any]]
 
 
-async def bench_build(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
+async def bench_build(stack: BenchStack, sizes: Sizes) -> Figures:
     print("build: 5,000 files, 50 MiB, against zip -r -X ...", flush=True)
-    return await asyncio.to_thread(build.run, stack.sources, sizes["rounds"])
+    return await asyncio.to_thread(build.run, stack.sources, sizes.build_rounds)
 
 
-async def bench_resolution(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
+async def bench_resolution(stack: BenchStack, sizes: Sizes) -> Figures:
     print("resolution: resolve_version with its cache against a bare SELECT ...", flush=True)
-    return await resolution.run(await stack.catalog(), seconds=2.0 if quick else 8.0)
+    return await resolution.run(await stack.catalog(), seconds=sizes.resolution_seconds)
 
 
-async def bench_compatibility(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
+async def bench_compatibility(stack: BenchStack, sizes: Sizes) -> Figures:
     print("compatibility: 24 cells against one ...", flush=True)
     tree = await asyncio.to_thread(big_tree, stack.sources / "big-tree")
     package = await asyncio.to_thread(compatibility.build_package, tree.root,
@@ -78,25 +78,25 @@ async def bench_compatibility(stack: BenchStack, sizes: dict[str, int], quick: b
     worker = await stack.start_worker("matrix")
     try:
         return await compatibility.run(await stack.client(), worker.task_queue, package,
-                                       stack.artifact_dir, rounds=2 if quick else 5)
+                                       stack.artifact_dir, rounds=sizes.matrix_rounds)
     finally:
         await stack.stop_worker(worker)
 
 
-async def bench_lifecycle(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
-    print(f"lifecycle: twice {sizes['releases']} releases at once against as many baselines ...",
-          flush=True)
-    return await lifecycle.run(stack, sizes["releases"])
+async def bench_lifecycle(stack: BenchStack, sizes: Sizes) -> Figures:
+    print(f"lifecycle: twice {sizes.lifecycle_at_once} releases at once against as many "
+          "baselines and floors ...", flush=True)
+    return await lifecycle.run(stack, sizes.lifecycle_at_once)
 
 
-async def bench_parked(stack: BenchStack, sizes: dict[str, int], quick: bool) -> Figures:
-    print(f"parked: {sizes['parked']} releases in review, sticky cache {sizes['cache']} ...",
-          flush=True)
-    return await parked.run(stack, sizes["parked"], cache_size=sizes["cache"],
-                            baselines=sizes["baselines"], samples=sizes["samples"])
+async def bench_parked(stack: BenchStack, sizes: Sizes) -> Figures:
+    print(f"parked: {sizes.parked} releases in review, sticky cache {sizes.cache}; "
+          f"{sizes.status_samples} update-to-status and {sizes.command_samples} command round "
+          "trips of each kind ...", flush=True)
+    return await parked.run(stack, sizes)
 
 
-BENCHMARKS: dict[str, Callable[[BenchStack, dict[str, int], bool], Awaitable[Figures]]] = {
+BENCHMARKS: dict[str, Callable[[BenchStack, Sizes], Awaitable[Figures]]] = {
     "build": bench_build,
     "resolution": bench_resolution,
     "compatibility": bench_compatibility,
@@ -105,13 +105,14 @@ BENCHMARKS: dict[str, Callable[[BenchStack, dict[str, int], bool], Awaitable[Fig
 }
 
 
-async def run_all(only: set[str], quick: bool,
-                  profile_dir: Path | None = None) -> tuple[list[Result], dict[str, Any]]:
+async def run_all(only: set[str], quick: bool, profile_dir: Path | None = None,
+                  full: bool = False) -> tuple[list[Result], dict[str, Any]]:
     """Every benchmark asked for, in order; one that fails is reported (details[name]["error"])
     and the others still run."""
-    sizes = _sizes(quick)
+    sizes = _sizes(quick, full)
     results: list[Result] = []
-    details: dict[str, Any] = {"machine": machine(), "quick": quick}
+    details: dict[str, Any] = {"machine": machine(), "quick": quick, "sizes": sizes.as_json(),
+                               "benchmark_seconds": {}}
     # SIGTERM (a CI timeout, `kill`) stops the run as Ctrl-C does: the stack is closed.
     main_task = asyncio.current_task()
     assert main_task is not None
@@ -123,54 +124,89 @@ async def run_all(only: set[str], quick: bool,
         for name, benchmark in BENCHMARKS.items():
             if name not in only:
                 continue
+            started = time.perf_counter()
             try:
-                figures, details[name] = await benchmark(stack, sizes, quick)
+                figures, details[name] = await benchmark(stack, sizes)
             except Exception as error:  # reported, and the other benchmarks still run
                 print(f"{name} FAILED: {error!r}", file=sys.stderr, flush=True)
                 details[name] = {"error": repr(error)}
                 continue
+            finally:
+                details["benchmark_seconds"][name] = round(time.perf_counter() - started, 1)
             results += figures
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
         await stack.close()
+    described = sizes.describe()
+    details["figure_sizes"] = {result.name: described[result.name] for result in results
+                               if result.name in described}
     return results, details
+
+
+def notes(details: dict[str, Any]) -> list[str]:
+    """What the table does not show: the size of each figure, what one command costs."""
+    lines = ["", "measured at:"]
+    lines += [f"  {name}: {size}" for name, size in details.get("figure_sizes", {}).items()]
+    per_command = details.get("parked", {}).get("command_round_trip", {}).get("per_command")
+    if per_command:
+        lines += ["one command (from histories):"]
+        for kind, cost in per_command.items():
+            lines.append(
+                f"  {kind}: {'/'.join(map(str, cost['activities']))} activities "
+                f"({'; '.join(cost['activity_types']) or 'none'}), "
+                f"{'/'.join(map(str, cost['local_activities']))} local activities, "
+                f"{'/'.join(map(str, cost['workflow_tasks']))} workflow tasks; "
+                f"median span in the history {cost['median_span_ms']:.0f} ms")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--full", action="store_true",
+                        help="the large sizes (make bench-full): writes full.json")
     parser.add_argument("--only", default=",".join(BENCHMARKS),
                         help=f"comma-separated, of {', '.join(BENCHMARKS)}")
     parser.add_argument("--output", type=Path, default=None,
                         help="where the figures go (default: bench/results/latest.json for a "
-                        "full run, partial.json otherwise)")
+                        "whole run, full.json for a whole --full run, partial.json otherwise)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                        help="record a py-spy profile of every benchmark worker into DIR "
-                        "(speedscope JSON; figures taken while profiling are not reported)")
+                        help="record py-spy profiles of the benchmark workers into DIR (the "
+                        "parked worker: one per phase; speedscope JSON; figures taken while "
+                        "profiling are not reported)")
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     unknown = only - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    if args.quick and args.full:
+        parser.error("--quick and --full do not go together")
     everything = only == set(BENCHMARKS)
     started = time.perf_counter()
     try:
-        results, details = asyncio.run(run_all(only, args.quick, args.profile))
+        results, details = asyncio.run(run_all(only, args.quick, args.profile, args.full))
     except asyncio.CancelledError:
         print("stopped by SIGTERM; everything it started is stopped", file=sys.stderr)
         return TERMINATED
     wall = time.perf_counter() - started
     failed = [name for name in only if "error" in details.get(name, {})]
-    if everything:
+    if everything and not args.full:
+        # The ten-minute target is the default run's; a --full run's wall time is in its
+        # details and bench/README.md.
         results.append(figure("suite_wall_seconds", wall, "s", None, WALL_TIME_TARGET))
     details["wall_seconds"] = wall
-    # Only a whole, unprofiled run at full size with every benchmark done stands as the figures.
-    full_run = everything and not failed and not args.quick and args.profile is None
-    output: Path = args.output or RESULTS_DIR / ("latest.json" if full_run else "partial.json")
+    # Only a whole, unprofiled run with every benchmark done stands as the figures.
+    whole_run = everything and not failed and not args.quick and args.profile is None
+    stem = "partial" if not whole_run else "full" if args.full else "latest"
+    output: Path = args.output or RESULTS_DIR / f"{stem}.json"
     print()
     print(table(results))
-    print(f"\nwall time {wall:.0f} s on {details['machine']['cpu']} "
-          f"({details['machine']['cores']} cores)")
+    for line in notes(details):
+        print(line)
+    print(f"\nwall time {wall:.0f} s at the {details['sizes']['name']} sizes on "
+          f"{details['machine']['cpu']} ({details['machine']['cores']} cores); by benchmark: "
+          + ", ".join(f"{name} {seconds:.0f} s"
+                      for name, seconds in details["benchmark_seconds"].items()))
     write_json(results, output)
     output.with_name(output.stem + "-details.json").write_text(
         json.dumps(details, indent=2) + "\n")

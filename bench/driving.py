@@ -23,10 +23,13 @@ from temporalio.common import (
 )
 
 from bench.stack import MEMBERS, STARTER, WORKSPACE, BenchStack
-from bench.workflows import BASELINE_WORKFLOW
+from bench.workflows import BASELINE_WORKFLOW, COMMAND_FLOOR_WORKFLOW, LIFECYCLE_FLOOR_WORKFLOW
 from mpr.domain.core.identity import TOKEN_FIELD
-from mpr.domain.release.models import StartInput
+from mpr.domain.release.commands import UpdateConfig
+from mpr.domain.release.models import Environment, StartInput
+from mpr.domain.release.release_id import release_id
 from mpr.domain.release.stages import Stage
+from mpr.domain.release.state import ReleaseStatus
 from starters.releases import ReleaseClient, StageChange, stage_change, until_answering
 from workflows import search_attributes as sa
 
@@ -63,6 +66,17 @@ LIFECYCLE_COMMANDS: list[Sent] = [
 ]
 """Apply, both required approvals, three grayscale steps, the full release."""
 USERS = sorted({STARTER, *(sent.user for sent in LIFECYCLE_COMMANDS)})
+DESCRIPTION_CHARS = 40
+"""Every command round trip's description has this length: one payload size for every one."""
+
+
+def config_change(n: int) -> UpdateConfig:
+    """The command round trip's command, as `mpr release config --description` sends it: a new
+    description of the basic information, which a developer may change in UNDER_REVIEW. It
+    runs the whole path (verify the token and load roles, decide, write the catalog) and
+    leaves the release where it was, so every parked release can take it."""
+    description = f"round trip {n:08d}".ljust(DESCRIPTION_CHARS, ".")
+    return UpdateConfig.model_validate({"config": {"basic_info": {"description": description}}})
 
 
 @dataclass(frozen=True)
@@ -106,8 +120,15 @@ def baseline_spec(program: str, identity_token: str) -> dict[str, Any]:
             "environment": "production", "cells": 1, TOKEN_FIELD: identity_token}
 
 
-def baseline_id(program: str) -> str:
-    return f"bench-baseline:{program}"
+def baseline_id(program: str, workflow: str = BASELINE_WORKFLOW) -> str:
+    kind = "floor" if workflow == LIFECYCLE_FLOOR_WORKFLOW else "baseline"
+    return f"bench-{kind}:{program}"
+
+
+def command_floor_id(program: str) -> str:
+    """A command floor's workflow id has a release's shape, so that the client library's own
+    call (ReleaseClient.command) sends it the very update it sends a release."""
+    return release_id(program, VERSION, TARGET_APP, Environment.PRODUCTION)
 
 
 # --- releases --------------------------------------------------------------------------------
@@ -122,6 +143,13 @@ async def release_to_ready(drivers: Drivers, request: StartInput) -> str:
 
 async def command_release(drivers: Drivers, release_id: str, sent: Sent) -> None:
     await drivers.releases[sent.user].command(release_id, sent.name, sent.payload)
+
+
+async def send_config_change(drivers: Drivers, workflow_id: str, n: int) -> ReleaseStatus:
+    """The command round trip: `config_change(n)` by the starter (a developer), through the
+    client library as `mpr` sends it, to a release or a command floor alike."""
+    return await drivers.releases[STARTER].command(workflow_id, "update_config",
+                                                   config_change(n))
 
 
 async def drive_release(drivers: Drivers, request: StartInput) -> None:
@@ -140,11 +168,14 @@ async def park_release(drivers: Drivers, request: StartInput) -> str:
 # --- baselines -------------------------------------------------------------------------------
 
 
-async def baseline_to_ready(drivers: Drivers, program: str) -> WorkflowHandle[Any, Any]:
+async def baseline_to_ready(drivers: Drivers, program: str,
+                            workflow: str = BASELINE_WORKFLOW) -> WorkflowHandle[Any, Any]:
+    """A baseline (or, with `workflow`, a lifecycle floor) started and followed to
+    READY_TO_APPLY."""
     client = drivers.client
     spec = baseline_spec(program, drivers.tokens[STARTER])
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
-        BASELINE_WORKFLOW, spec, id=baseline_id(program), task_queue=drivers.task_queue,
+        workflow, spec, id=baseline_id(program, workflow), task_queue=drivers.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         search_attributes=TypedSearchAttributes([
@@ -167,8 +198,10 @@ async def command_baseline(drivers: Drivers, workflow_id: str, sent: Sent) -> No
         sent.name, drivers.signed(sent), result_type=dict)
 
 
-async def drive_baseline(drivers: Drivers, program: str) -> None:
-    handle = await baseline_to_ready(drivers, program)
+async def drive_baseline(drivers: Drivers, program: str,
+                         workflow: str = BASELINE_WORKFLOW) -> None:
+    """A baseline's lifecycle, or a floor's with `workflow`: the same calls either way."""
+    handle = await baseline_to_ready(drivers, program, workflow)
     for sent in LIFECYCLE_COMMANDS:
         await command_baseline(drivers, handle.id, sent)
     await handle.result()
@@ -177,6 +210,17 @@ async def drive_baseline(drivers: Drivers, program: str) -> None:
 async def park_baseline(drivers: Drivers, program: str) -> str:
     handle = await baseline_to_ready(drivers, program)
     await command_baseline(drivers, handle.id, APPLY)
+    return handle.id
+
+
+async def start_command_floor(drivers: Drivers, program: str,
+                              answer: dict[str, Any]) -> str:
+    """A command floor, parked, answering `answer`: started and queried as a release's start
+    is (ReleaseClient.start waits until it answers `status`)."""
+    handle: WorkflowHandle[Any, Any] = await drivers.client.start_workflow(
+        COMMAND_FLOOR_WORKFLOW, answer, id=command_floor_id(program),
+        task_queue=drivers.task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    await until_answering(handle)
     return handle.id
 
 

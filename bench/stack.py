@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +58,58 @@ TOKEN_LIFETIME_SECONDS = 24 * 3600
 """Longer than any run: a token is signed once per user and sent with every command."""
 WORKER_START_SECONDS = 60.0
 WORKER_STOP_SECONDS = 60.0
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds each role's processes used between `start` and `stop`, `processes` being
+    asked for them at both (a process that started in between counts from its start; one that
+    ended in between is missed)."""
+
+    processes: Callable[[], dict[str, list[int]]]
+    started: dict[int, float] = field(default_factory=dict)
+    wall_started: float = 0.0
+
+    def start(self) -> "CpuMeter":
+        self.started = {pid: cpu_seconds(pid)
+                        for pids in self.processes().values() for pid in pids}
+        self.wall_started = time.perf_counter()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        """Per role, CPU seconds used; and `wall_seconds`, the time between."""
+        used = {role: round(sum(cpu_seconds(pid) - self.started.get(pid, 0.0)
+                                for pid in pids), 2)
+                for role, pids in self.processes().items()}
+        used["wall_seconds"] = round(time.perf_counter() - self.wall_started, 2)
+        return used
 
 
 @dataclass
@@ -204,9 +258,12 @@ class BenchStack:
             self._pool = await create_pool(self.env["DATABASE_URL"], max_size=20)
         return self._pool
 
-    async def start_worker(self, name: str, **env: str) -> BenchWorker:
+    async def start_worker(self, name: str, *, profile_whole: bool = True,
+                           **env: str) -> BenchWorker:
         """A worker process (the release worker plus the baselines) on a task queue of its own;
-        `env` adds settings such as WORKER_MAX_CACHED_WORKFLOWS."""
+        `env` adds settings such as WORKER_MAX_CACHED_WORKFLOWS. With --profile, py-spy samples
+        it from start to stop, unless `profile_whole` is False (the benchmark then profiles
+        its phases: `profiling`)."""
         task_queue = f"bench-{name}-{uuid.uuid4().hex[:6]}"
         log_file = self.base / f"worker-{name}.log"
         worker_env = {**self.env, "TEMPORAL_TASK_QUEUE": task_queue, "LOG_LEVEL": "INFO",
@@ -219,9 +276,41 @@ class BenchStack:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker {name} did not start:\n{log_file.read_text()}")
             await asyncio.sleep(0.2)
-        if self.profile_dir is not None:
+        if self.profile_dir is not None and profile_whole:
             worker.profiler = _profile(process.pid, self.profile_dir / f"worker-{name}")
         return worker
+
+    @asynccontextmanager
+    async def profiling(self, worker: BenchWorker, phase: str) -> AsyncIterator[None]:
+        """With --profile, a py-spy profile of `worker` for the time of the block only
+        (worker-NAME-PHASE.speedscope.json); without, nothing."""
+        if self.profile_dir is None:
+            yield
+            return
+        profiler = _profile(worker.pid, self.profile_dir / f"worker-{worker.name}-{phase}")
+        await asyncio.sleep(1.0)  # py-spy attaches
+        try:
+            yield
+        finally:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its profile and exits
+            await asyncio.to_thread(profiler.wait, WORKER_STOP_SECONDS)
+
+    def cpu_meter(self, worker: BenchWorker) -> CpuMeter:
+        """A CpuMeter of the processes that do the work while `worker` runs a benchmark."""
+        return CpuMeter(lambda: self.processes(worker))
+
+    def processes(self, worker: BenchWorker) -> dict[str, list[int]]:
+        """The processes that do the work while `worker` runs a benchmark, by role."""
+        try:
+            postmaster = self.postgres.get_pid() if self.postgres is not None else None
+        except Exception:  # its pid file is gone: it is not running
+            postmaster = None
+        return {
+            "temporal_server": [self.temporal.pid] if self.temporal is not None else [],
+            "worker": [worker.pid],
+            "postgres": [postmaster, *_children(postmaster)] if postmaster else [],
+            "driver": [os.getpid()],
+        }
 
     async def stop_worker(self, worker: BenchWorker) -> None:
         await asyncio.to_thread(worker.stop)

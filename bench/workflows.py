@@ -11,6 +11,15 @@
   sender's identity token as the release's do, and the token goes to the authenticate step as
   it goes to the release's; the step does not verify it, as the other steps do not read roles
   or write the catalog: the verification is part of the work the release is measured doing.
+- `BenchFloorRelease`: the lifecycle's floor, what Temporal itself costs on the release's path:
+  the same start, stage moves (search attribute upserts), `status` query and seven commands as
+  updates, but only the build and the compatibility cell as activities (`bench_noop`, with
+  their options), no other activity at all: no authenticate step, no catalog read or write,
+  no version marker. A command's handler decodes its payload, moves the stage and answers.
+- `BenchCommandFloor`: the command round trip's floor: a parked workflow whose `update_config`
+  update handler runs no activity and does nothing but answer, with a status-sized answer
+  given in its start input (a parked release's own `status`, so the client decodes the same
+  bytes into the same model).
 - `BenchMatrixRun`: the release's compatibility step alone: every cell of a matrix as one
   activity, all at once, with the release's own `run_cell`.
 """
@@ -41,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 BASELINE_WORKFLOW = "BenchBaselineRelease"
+LIFECYCLE_FLOOR_WORKFLOW = "BenchFloorRelease"
+COMMAND_FLOOR_WORKFLOW = "BenchCommandFloor"
 MATRIX_WORKFLOW = "BenchMatrixRun"
 NOOP = "bench_noop"
 REQUIRED_APPROVALS = 2
@@ -149,16 +160,113 @@ class BaselineRelease:
         self._publish()
 
     def _publish(self) -> None:
-        spec = self._spec
-        workflow.upsert_search_attributes([
-            sa.MINI_PROGRAM_ID.value_set(spec["mini_program_id"]),
-            sa.MINI_PROGRAM_VERSION.value_set(spec["version"]),
-            sa.TARGET_APP.value_set(spec["target_app"]),
-            sa.RELEASE_ENVIRONMENT.value_set(spec["environment"]),
-            sa.RELEASE_STAGE.value_set(self._stage),
-            sa.GRAYSCALE_PERCENT.value_set(self._percent),
-            sa.RELEASE_STAGE_CHANGED_AT.value_set(workflow.now()),
-        ])
+        _publish(self._spec, self._stage, self._percent)
+
+
+def _publish(spec: dict[str, Any], stage: str, percent: int) -> None:
+    workflow.upsert_search_attributes([
+        sa.MINI_PROGRAM_ID.value_set(spec["mini_program_id"]),
+        sa.MINI_PROGRAM_VERSION.value_set(spec["version"]),
+        sa.TARGET_APP.value_set(spec["target_app"]),
+        sa.RELEASE_ENVIRONMENT.value_set(spec["environment"]),
+        sa.RELEASE_STAGE.value_set(stage),
+        sa.GRAYSCALE_PERCENT.value_set(percent),
+        sa.RELEASE_STAGE_CHANGED_AT.value_set(workflow.now()),
+    ])
+
+
+@workflow.defn(name=LIFECYCLE_FLOOR_WORKFLOW)
+class FloorRelease:
+    """The release's path with no activity but the build and the cells (no-ops)."""
+
+    def __init__(self) -> None:
+        self._started = False
+        self._stage = "BUILDING"
+        self._percent = 0
+        self._approvals = 0
+        self._commands = 0
+        self._spec: dict[str, Any] = {}
+
+    @workflow.run
+    async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """`spec`: as the baseline's (the token comes and goes unread)."""
+        self._spec = spec
+        self._started = True
+        self._move("BUILDING")
+        await workflow.execute_activity(
+            NOOP, {"step": "build_package", "heartbeat": True}, result_type=dict,
+            start_to_close_timeout=BUILD_TIMEOUT, heartbeat_timeout=BUILD_HEARTBEAT,
+            retry_policy=BUILD_RETRY)
+        self._move("COMPATIBILITY_TESTING")
+        await asyncio.gather(*(
+            workflow.execute_activity(
+                NOOP, {"step": "test_compatibility_cell", "heartbeat": True}, result_type=dict,
+                start_to_close_timeout=CELL_TIMEOUT, heartbeat_timeout=CELL_HEARTBEAT,
+                retry_policy=CELL_RETRY)
+            for _ in range(int(spec.get("cells", 1)))
+        ))
+        self._move("READY_TO_APPLY")
+        await workflow.wait_condition(lambda: self._stage == "RELEASED")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    @workflow.query
+    def status(self) -> dict[str, Any]:
+        if not self._started:
+            raise ApplicationError(STILL_STARTING)
+        return {"stage": self._stage, "percent": self._percent, "approvals": self._approvals,
+                "commands": self._commands}
+
+    @workflow.update(dynamic=True)
+    async def command(self, name: str, args: Sequence[RawValue]) -> dict[str, Any]:
+        payload = workflow.payload_converter().from_payload(args[0].payload) if args else {}
+        if not isinstance(payload, dict):
+            raise ApplicationError(f"the floor takes a dict payload for {name}",
+                                   non_retryable=True)
+        self._commands += 1
+        if name == "apply_release":
+            self._move("UNDER_REVIEW")
+        elif name == "approve_review":
+            self._approvals += 1
+            if self._approvals == REQUIRED_APPROVALS:
+                self._move("RELEASE_PREPARATION")
+        elif name == "set_grayscale":
+            self._move("GRAYSCALE", int(payload["percent"]))
+        elif name == "full_release":
+            self._move("RELEASED", 100)
+        else:
+            raise ApplicationError(f"the floor does not know {name}", non_retryable=True)
+        return self.status()
+
+    def _move(self, stage: str, percent: int | None = None) -> None:
+        self._stage = stage
+        if percent is not None:
+            self._percent = percent
+        _publish(self._spec, self._stage, self._percent)
+
+
+@workflow.defn(name=COMMAND_FLOOR_WORKFLOW)
+class CommandFloor:
+    """Waits, parked, answering `update_config` with the answer it was started with."""
+
+    @workflow.init
+    def __init__(self, answer: dict[str, Any]) -> None:
+        # In __init__: a replayed floor may run its update handler before `run` starts.
+        self._answer = answer
+        self._answered = 0
+
+    @workflow.run
+    async def run(self, answer: dict[str, Any]) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query
+    def status(self) -> dict[str, Any]:
+        return self._answer
+
+    @workflow.update(name="update_config")
+    async def update_config(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self._answered += 1
+        return self._answer
 
 
 @workflow.defn(name=MATRIX_WORKFLOW)

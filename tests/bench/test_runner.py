@@ -1,12 +1,14 @@
 """The benchmark runner: a benchmark that fails is reported, the others still run, and the stack
 is closed whatever happens."""
 
+import json
 from typing import Any
 
 import pytest
 
 import bench.__main__ as runner
 from bench.results import Target, figure
+from bench.sizes import Sizes
 
 
 class FakeStack:
@@ -23,11 +25,11 @@ class FakeStack:
         FakeStack.closed = True
 
 
-async def fine(stack: Any, sizes: dict[str, int], quick: bool) -> runner.Figures:
+async def fine(stack: Any, sizes: Sizes) -> runner.Figures:
     return [figure("fine_seconds", 1.0, "s", 2.0, Target("ratio", "<=", 1))], {"ran": True}
 
 
-async def broken(stack: Any, sizes: dict[str, int], quick: bool) -> runner.Figures:
+async def broken(stack: Any, sizes: Sizes) -> runner.Figures:
     raise RuntimeError("4999 releases in UNDER_REVIEW, not 5000")
 
 
@@ -42,6 +44,8 @@ async def test_a_failing_benchmark_is_reported_and_the_others_still_run(
     assert [r.name for r in results] == ["fine_seconds"]
     assert "4999 releases" in details["first"]["error"] and details["second"] == {"ran": True}
     assert FakeStack.closed
+    assert set(details["benchmark_seconds"]) == {"first", "second"}
+    assert details["sizes"]["name"] == "quick"
 
 
 def test_a_run_with_a_failure_exits_1_and_does_not_stand_as_the_figures(
@@ -53,3 +57,36 @@ def test_a_run_with_a_failure_exits_1_and_does_not_stand_as_the_figures(
 
     assert runner.main([]) == 1
     assert (tmp_path / "partial.json").is_file() and not (tmp_path / "latest.json").exists()
+
+
+def test_a_whole_default_run_writes_latest_and_a_whole_full_run_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+) -> None:
+    sizes_seen: list[str] = []
+
+    async def sized(stack: Any, sizes: Sizes) -> runner.Figures:
+        sizes_seen.append(sizes.name)
+        return [figure("lifecycle_releases_per_second", 1.0, "releases/s", 1.0,
+                       Target("ratio", ">=", 0.8))], {}
+
+    monkeypatch.setattr(runner, "BenchStack", FakeStack)
+    monkeypatch.setattr(runner, "BENCHMARKS", {"only": sized})
+    monkeypatch.setattr(runner, "RESULTS_DIR", tmp_path)
+
+    assert runner.main([]) == 0
+    assert runner.main(["--full"]) == 0
+    assert sizes_seen == ["default", "full"]
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    full = json.loads((tmp_path / "full.json").read_text())
+    assert [r["name"] for r in latest] == ["lifecycle_releases_per_second",
+                                           "suite_wall_seconds"], "the 10-minute target"
+    assert [r["name"] for r in full] == ["lifecycle_releases_per_second"]
+    details = json.loads((tmp_path / "full-details.json").read_text())
+    assert details["figure_sizes"]["lifecycle_releases_per_second"].startswith(
+        "300 releases at once"), "a figure says the size it was measured at"
+    assert "wall_seconds" in details
+
+
+def test_quick_and_full_do_not_go_together() -> None:
+    with pytest.raises(SystemExit):
+        runner.main(["--quick", "--full"])
