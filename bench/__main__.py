@@ -156,7 +156,8 @@ def notes(details: dict[str, Any]) -> list[str]:
                 f"({'; '.join(cost['activity_types']) or 'none'}), "
                 f"{'/'.join(map(str, cost['local_activities']))} local activities, "
                 f"{'/'.join(map(str, cost['workflow_tasks']))} workflow tasks; "
-                f"median span in the history {cost['median_span_ms']:.0f} ms")
+                f"median span in the history {cost['median_span_ms']:.0f} ms; histories of "
+                f"{'/'.join(map(str, cost.get('history_events', [])))} events")
     return lines
 
 

@@ -135,12 +135,16 @@ async def _floor_answer(client: Client, release_id: str) -> dict[str, Any]:
     return answer
 
 
-async def _costs(client: Client, workflow_ids: Sequence[str]) -> list[UpdateCost]:
-    costs = []
+async def _costs(client: Client, workflow_ids: Sequence[str]) -> dict[str, object]:
+    """What the last command cost each of `workflow_ids` (summed up), and how long their
+    histories were (what a workflow evicted from the cache replays)."""
+    costs: list[UpdateCost] = []
+    lengths: list[int] = []
     for workflow_id in workflow_ids:
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         costs.append(last_update(history.events, COMMAND))
-    return costs
+        lengths.append(len(history.events))
+    return {**summary(costs), "history_events": sorted(set(lengths))}
 
 
 async def run(stack: BenchStack, sizes: Sizes, *,
@@ -282,7 +286,7 @@ async def run(stack: BenchStack, sizes: Sizes, *,
                        "ReleaseClient.command",
             "measuring_seconds": command_seconds,
             "cpu_seconds": command_cpu_seconds,
-            "per_command": {"release": summary(release_costs), "floor": summary(floor_costs)},
+            "per_command": {"release": release_costs, "floor": floor_costs},
             "round_trip_ms": {"release": sorted(command_ms), "floor": sorted(floor_ms)},
         },
     }

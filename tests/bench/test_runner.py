@@ -90,3 +90,23 @@ def test_a_whole_default_run_writes_latest_and_a_whole_full_run_full(
 def test_quick_and_full_do_not_go_together() -> None:
     with pytest.raises(SystemExit):
         runner.main(["--quick", "--full"])
+
+
+def test_the_notes_give_each_figure_its_size_and_what_a_command_costs() -> None:
+    cost = {"activities": [2], "activity_types": ["authenticate_release_actor > "
+                                                   "record_transition"],
+            "local_activities": [0], "workflow_tasks": [3], "median_span_ms": 329.3,
+            "history_events": [78, 79]}
+    floor = {**cost, "activities": [0], "activity_types": ["none"], "workflow_tasks": [1],
+             "median_span_ms": 44.7, "history_events": [12]}
+    details = {"figure_sizes": {"command_round_trip_p50_ms": "1,000 parked releases"},
+               "parked": {"command_round_trip": {"per_command": {"release": cost,
+                                                                 "floor": floor}}}}
+
+    lines = runner.notes(details)
+
+    assert "  command_round_trip_p50_ms: 1,000 parked releases" in lines
+    release = next(line for line in lines if line.startswith("  release:"))
+    assert "2 activities (authenticate_release_actor > record_transition)" in release
+    assert "3 workflow tasks" in release and "329 ms" in release and "78/79 events" in release
+    assert "0 activities (none)" in next(line for line in lines if line.startswith("  floor:"))
