@@ -5,8 +5,9 @@
   on the benchmarked path asks for, with none of the work: the same activities in the same order
   and with the same options (trivial ones, `bench_noop`, heartbeating where the real build and
   cells heartbeat), the same search attribute upserts at the same moments, the same version
-  marker (`workflow.patched(VERIFIED_IDENTITY)`), the same commands as updates (each runs the
-  two activities a command runs: `authenticate_release_actor`, then the catalog write), the
+  markers (`workflow.patched(VERIFIED_IDENTITY)`, `workflow.patched(LOCAL_CATALOG_READS)`),
+  the same commands as updates (each runs what a command runs: `authenticate_release_actor` as
+  a local activity, then the catalog write as a regular one), the
   same `status` query, and the same end. Its start input and command payloads carry the
   sender's identity token as the release's do, and the token goes to the authenticate step as
   it goes to the release's; the step does not verify it, as the other steps do not read roles
@@ -15,7 +16,7 @@
   the same start, stage moves (search attribute upserts), `status` query and seven commands as
   updates, but only the build and the compatibility cell as activities (`bench_noop`, with
   their options), no other activity at all: no authenticate step, no catalog read or write,
-  no version marker. A command's handler decodes its payload, moves the stage and answers.
+  no version markers. A command's handler decodes its payload, moves the stage and answers.
 - `BenchCommandFloor`: the command round trip's floor: a parked workflow whose `update_config`
   update handler runs no activity and does nothing but answer, with a status-sized answer
   given in its start input (a parked release's own `status`, so the client decodes the same
@@ -37,7 +38,13 @@ with workflow.unsafe.imports_passed_through():
     from mpr.domain.core.identity import TOKEN_FIELD
     from mpr.domain.release.models import CellResult, MatrixCell, PackageFacts
     from workflows import search_attributes as sa
-    from workflows.command_core import CATALOG_RETRY, CATALOG_TIMEOUT, VERIFIED_IDENTITY
+    from workflows.command_core import (
+        CATALOG_LOCAL_RETRY_THRESHOLD,
+        CATALOG_RETRY,
+        CATALOG_TIMEOUT,
+        LOCAL_CATALOG_READS,
+        VERIFIED_IDENTITY,
+    )
     from workflows.release import (
         BUILD_HEARTBEAT,
         BUILD_RETRY,
@@ -84,10 +91,12 @@ class BaselineRelease:
         """`spec`: mini_program_id, version, target_app, environment, cells (how many), and
         the starter's identity_token."""
         self._spec = spec
-        # The release records this marker as it starts (workflows/release.py `_begin`).
+        # The release records these markers as it starts (workflows/release.py `_begin`,
+        # the first catalog_read).
         workflow.patched(VERIFIED_IDENTITY)
-        await self._step(AUTHENTICATE, identity_token=spec.get(TOKEN_FIELD))
-        await self._step("load_release_context")
+        workflow.patched(LOCAL_CATALOG_READS)
+        await self._read(AUTHENTICATE, identity_token=spec.get(TOKEN_FIELD))
+        await self._read("load_release_context")
         await self._step("record_transition")
         self._started = True
         self._publish()
@@ -123,7 +132,7 @@ class BaselineRelease:
             if not isinstance(payload, dict):
                 raise ApplicationError(f"the baseline takes a dict payload for {name}",
                                        non_retryable=True)
-            await self._step(AUTHENTICATE, identity_token=payload.get(TOKEN_FIELD))
+            await self._read(AUTHENTICATE, identity_token=payload.get(TOKEN_FIELD))
             await self._step("record_transition")
             self._commands += 1
             if name == "apply_release":
@@ -139,6 +148,15 @@ class BaselineRelease:
             else:
                 raise ApplicationError(f"the baseline does not know {name}", non_retryable=True)
         return self.status()
+
+    async def _read(self, name: str, *, identity_token: Any = None) -> None:
+        """A catalog read, a local activity as the release's `catalog_read` runs it."""
+        step: dict[str, Any] = {"step": name, "heartbeat": False}
+        if identity_token is not None:
+            step[TOKEN_FIELD] = identity_token
+        await workflow.execute_local_activity(
+            NOOP, step, result_type=dict, start_to_close_timeout=CATALOG_TIMEOUT,
+            retry_policy=CATALOG_RETRY, local_retry_threshold=CATALOG_LOCAL_RETRY_THRESHOLD)
 
     async def _step(self, name: str, *, heartbeat: bool = False,
                     start_to_close: timedelta = CATALOG_TIMEOUT,

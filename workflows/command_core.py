@@ -52,6 +52,9 @@ COMMAND_REJECTED = "CommandRejected"
 START_REFUSED = "InvalidStartInput"
 # Commands and starts carry a verified identity from this change on (docs/changing-workflows.md).
 VERIFIED_IDENTITY = "verified-identity"
+# Catalog reads (identity and roles, a release's context) run as local activities from this
+# change on (docs/changing-workflows.md).
+LOCAL_CATALOG_READS = "local-catalog-reads"
 
 # Catalog reads and writes wait out a database outage rather than give up: the workflow
 # simply pauses.
@@ -61,6 +64,56 @@ CATALOG_RETRY = RetryPolicy(
     non_retryable_error_types=["UnknownTargetApp"],
 )
 CATALOG_TIMEOUT = timedelta(seconds=30)
+# A local activity retries inside its workflow task, which holds back queries and new commands
+# until the task ends; past a second's backoff it waits on a timer instead, with the task
+# closed, so a release waiting out an outage still answers `status` and takes commands in.
+CATALOG_LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
+
+P = TypeVar("P")
+T = TypeVar("T")
+
+
+class CatalogRefused(ApplicationError):
+    """The catalog refused a call outright (retrying would repeat the refusal); the message
+    is its reason."""
+
+
+async def catalog_read(activity: Callable[[Any, P], Awaitable[T]], argument: P) -> T:
+    """Run a catalog read (milliseconds of database work, no writes) as a local activity: the
+    worker runs it inside the workflow task, where a regular activity costs a round trip
+    through the server and one more workflow task; in histories recorded before
+    `LOCAL_CATALOG_READS`, as a regular activity. Either way it is retried without limit
+    through a database outage, and a refusal raises CatalogRefused.
+
+    Only reads: a local activity runs before its workflow task is committed, so if that task
+    fails (a worker killed, a task timed out) its work is done again, and an update it was
+    taking in is turned back to the client. A read done twice is harmless; a catalog write
+    done for an update that was then turned back would be in the catalog and not in the
+    release, which is why writes stay regular activities (`catalog_activity`), scheduled by
+    the workflow task that accepts the command."""
+    try:
+        if workflow.patched(LOCAL_CATALOG_READS):
+            return await workflow.execute_local_activity_method(
+                activity, argument, start_to_close_timeout=CATALOG_TIMEOUT,
+                retry_policy=CATALOG_RETRY,
+                local_retry_threshold=CATALOG_LOCAL_RETRY_THRESHOLD)
+        return await workflow.execute_activity_method(
+            activity, argument, start_to_close_timeout=CATALOG_TIMEOUT,
+            retry_policy=CATALOG_RETRY)
+    except ActivityError as error:
+        raise CatalogRefused(failure_message(error), type=_error_type(error)) from None
+
+
+async def catalog_activity(activity: Callable[[Any, P], Awaitable[T]], argument: P) -> T:
+    """Run a catalog call as a regular activity (every write: see catalog_read for why),
+    retried without limit through a database outage; a refusal raises CatalogRefused."""
+    try:
+        return await workflow.execute_activity_method(
+            activity, argument, start_to_close_timeout=CATALOG_TIMEOUT,
+            retry_policy=CATALOG_RETRY)
+    except ActivityError as error:
+        raise CatalogRefused(failure_message(error), type=_error_type(error)) from None
+
 
 S = TypeVar("S", bound=BaseModel)
 E = TypeVar("E")
@@ -265,10 +318,10 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         async with self._lock:
             try:
                 refusal = await self._apply(name, tuple(args), received_at)
-            except ActivityError as error:
+            except CatalogRefused as refused:
                 # The catalog refused outright (it retries outages by itself): the command
                 # cannot be carried out, and the workflow stays as it was.
-                reason = f"the catalog could not take {name}: {failure_message(error)}"
+                reason = f"the catalog could not take {name}: {refused.message}"
                 workflow.logger.error("command failed in the catalog",
                                       extra={"command": name, "reason": reason})
                 refusal = self._remember_refusal(name, None, reason)
@@ -438,6 +491,10 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
     async def _unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
         """A mistyped signal name is recorded as a refused command instead of vanishing."""
         await self.handle(name, ())
+
+
+def _error_type(error: ActivityError) -> str | None:
+    return error.cause.type if isinstance(error.cause, ApplicationError) else None
 
 
 def failure_message(error: ActivityError) -> str:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -47,12 +47,12 @@ with workflow.unsafe.imports_passed_through():
     from mpr.domain.mini_service.state import MiniServiceState, MiniServiceStatus, ServiceHistory
     from workflows import search_attributes as sa
     from workflows.command_core import (
-        CATALOG_RETRY,
-        CATALOG_TIMEOUT,
         VERIFIED_IDENTITY,
+        CatalogRefused,
         Change,
         CommandCore,
-        failure_message,
+        catalog_activity,
+        catalog_read,
     )
 
 WORKFLOW_TYPE = "MiniServiceRelease"
@@ -140,11 +140,10 @@ class MiniServiceRelease:
                 lambda check: self._authenticate(request.super_app, check))
             request = request.model_copy(update={"created_by": subject})
         try:
-            context = await workflow.execute_activity_method(
-                MiniServiceCatalogActivities.load_service_context, request.super_app,
-                start_to_close_timeout=CATALOG_TIMEOUT, retry_policy=CATALOG_RETRY)
-        except ActivityError as error:
-            raise ApplicationError(failure_message(error), type="InvalidStartInput") from None
+            context = await catalog_read(
+                MiniServiceCatalogActivities.load_service_context, request.super_app)
+        except CatalogRefused as refused:
+            raise ApplicationError(refused.message, type="InvalidStartInput") from None
         self._core.begin(start_service(request, context.grayscale_ladder, workflow.now()))
         await self._core.record_start("create", request.creator, self.state)
 
@@ -160,10 +159,9 @@ class MiniServiceRelease:
     ) -> Accepted[MiniServiceState, ServiceEffects] | None:
         if state.status is not ServiceStatus.RELEASED:
             return None
-        confirmed = await workflow.execute_activity_method(
+        confirmed = await catalog_read(
             MiniServiceCatalogActivities.is_service_archived,
-            ServiceVersionRef(super_app=state.super_app, version_no=state.version_no),
-            start_to_close_timeout=CATALOG_TIMEOUT, retry_policy=CATALOG_RETRY)
+            ServiceVersionRef(super_app=state.super_app, version_no=state.version_no))
         return Accepted(archived(state, workflow.now()), ServiceEffects()) if confirmed else None
 
     async def _tell_archived(self, version_no: int) -> None:
@@ -185,18 +183,16 @@ class MiniServiceRelease:
         return await self._authenticate(state.super_app, check)
 
     async def _authenticate(self, super_app: str, check: IdentityCheck) -> IdentityVerdict:
-        return await workflow.execute_activity_method(
+        return await catalog_read(
             MiniServiceCatalogActivities.authenticate_service_actor,
             ServiceAuthentication(identity_token=check.identity_token,
                                   claimed_actor=check.claimed_actor,
-                                  received_at=check.received_at, super_app=super_app),
-            start_to_close_timeout=CATALOG_TIMEOUT, retry_policy=CATALOG_RETRY)
+                                  received_at=check.received_at, super_app=super_app))
 
     async def load_roles(self, state: MiniServiceState, actor: str) -> frozenset[Role]:
-        roles = await workflow.execute_activity_method(
+        roles = await catalog_activity(
             MiniServiceCatalogActivities.load_service_roles,
-            ServiceRolesRequest(super_app=state.super_app, actor=actor),
-            start_to_close_timeout=CATALOG_TIMEOUT, retry_policy=CATALOG_RETRY)
+            ServiceRolesRequest(super_app=state.super_app, actor=actor))
         return frozenset(roles)
 
     async def write(
@@ -215,11 +211,10 @@ class MiniServiceRelease:
             percent=after.percent, content=after.content, testers=after.testers,
             created_by=after.created_by, duplicated_from=after.duplicated_from, at=change.at)
         promote = change.effects.promote if change.effects else False
-        return await workflow.execute_activity_method(
+        return await catalog_activity(
             MiniServiceCatalogActivities.record_service_transition,
             ServiceTransition(event=event, row=row if change.accepted else None,
-                              promote=promote),
-            start_to_close_timeout=CATALOG_TIMEOUT, retry_policy=CATALOG_RETRY)
+                              promote=promote))
 
     def settle(
         self, state: MiniServiceState, result: ServiceTransitionResult, at: datetime

@@ -61,11 +61,12 @@ with workflow.unsafe.imports_passed_through():
     from mpr.domain.release.state import AuditLog, ReleaseState, ReleaseStatus, Work
     from workflows import search_attributes as sa
     from workflows.command_core import (
-        CATALOG_RETRY,
-        CATALOG_TIMEOUT,
         VERIFIED_IDENTITY,
+        CatalogRefused,
         Change,
         CommandCore,
+        catalog_activity,
+        catalog_read,
         failure_message,
     )
 
@@ -167,14 +168,11 @@ class MiniProgramRelease:
                 token, request.requested_by, lambda check: self._authenticate(request, check))
             request = request.model_copy(update={"requested_by": subject})
         try:
-            context = await workflow.execute_activity_method(
+            context = await catalog_read(
                 CatalogActivities.load_release_context,
-                ReleaseContextRequest(release_id=expected, request=request),
-                start_to_close_timeout=CATALOG_TIMEOUT,
-                retry_policy=CATALOG_RETRY,
-            )
-        except ActivityError as error:
-            raise ApplicationError(failure_message(error), type="InvalidStartInput") from None
+                ReleaseContextRequest(release_id=expected, request=request))
+        except CatalogRefused as refused:
+            raise ApplicationError(refused.message, type="InvalidStartInput") from None
         state = start_release(expected, request, context, workflow.now())
         await self._core.record_start("start_release", request.requester, state)
         self._core.begin(state)
@@ -262,26 +260,20 @@ class MiniProgramRelease:
         return await self._authenticate(state.request, check)
 
     async def _authenticate(self, request: StartInput, check: IdentityCheck) -> IdentityVerdict:
-        return await workflow.execute_activity_method(
+        return await catalog_read(
             CatalogActivities.authenticate_release_actor,
             ReleaseAuthentication(
                 identity_token=check.identity_token, claimed_actor=check.claimed_actor,
                 received_at=check.received_at, workspace_id=request.workspace_id,
-                mini_program_id=request.mini_program_id, target_app=request.target_app),
-            start_to_close_timeout=CATALOG_TIMEOUT,
-            retry_policy=CATALOG_RETRY,
-        )
+                mini_program_id=request.mini_program_id, target_app=request.target_app))
 
     async def load_roles(self, state: ReleaseState, actor: str) -> frozenset[Role]:
         request = state.request
-        roles = await workflow.execute_activity_method(
+        roles = await catalog_activity(
             CatalogActivities.load_actor_roles,
             ActorRolesRequest(workspace_id=request.workspace_id,
                               mini_program_id=request.mini_program_id,
-                              target_app=request.target_app, actor=actor),
-            start_to_close_timeout=CATALOG_TIMEOUT,
-            retry_policy=CATALOG_RETRY,
-        )
+                              target_app=request.target_app, actor=actor))
         return frozenset(roles)
 
     async def write(self, change: Change[ReleaseState, Effects]) -> TransitionResult:
@@ -308,12 +300,7 @@ class MiniProgramRelease:
             package=effects.package,
             compatibility_report=effects.report,
         )
-        return await workflow.execute_activity_method(
-            CatalogActivities.record_transition,
-            transition,
-            start_to_close_timeout=CATALOG_TIMEOUT,
-            retry_policy=CATALOG_RETRY,
-        )
+        return await catalog_activity(CatalogActivities.record_transition, transition)
 
     def settle(
         self, state: ReleaseState, result: TransitionResult, at: datetime

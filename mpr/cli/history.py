@@ -28,6 +28,7 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import (
     History,
     HistoryEvent,
+    MarkerRecordedEventAttributes,
     WorkflowExecutionStartedEventAttributes,
 )
 from temporalio.client import Client, WorkflowHistory, WorkflowHistoryEventFilterType
@@ -354,9 +355,30 @@ def _transition(payloads: Payloads) -> str:
     event = _field(payloads, "event")
     if not event:
         return _summary(payloads)
+    before = event.get("stage_before", event.get("status_before"))
+    after = event.get("stage_after", event.get("status_after"))
     verdict = "" if event.get("accepted") else f" refused: {event.get('reason')}"
     return (f"{event.get('command')} by {sender(event.get('actor'), event.get('claimed_actor'))}: "
-            f"{event.get('stage_before')} -> {event.get('stage_after')}{verdict}")
+            f"{before} -> {after}{verdict}")
+
+
+def _marker(attributes: MarkerRecordedEventAttributes, labels: dict[int, str]) -> str:
+    """A local activity (a catalog read, since the `local-catalog-reads` patch) or a patch."""
+    details = attributes.details
+    if attributes.marker_name == "core_patch" and "patch-data" in details:
+        patch = _values(details["patch-data"])[0]
+        return f"patch {patch.get('id')}" if isinstance(patch, dict) else "patch"
+    if attributes.marker_name != "core_local_activity" or "data" not in details:
+        return attributes.marker_name
+    data = _values(details["data"])[0]
+    data = data if isinstance(data, dict) else {}
+    line = (f"local activity {data.get('activity_type')} #{data.get('activity_id')} "
+            f"attempt {data.get('attempt')}")
+    if attributes.HasField("failure"):
+        return f"{line} failed: {_failure(attributes.failure)}"
+    if "result" not in details:
+        return line
+    return f"{line} result={_summary(details['result'])}"
 
 
 def _cell(payloads: Payloads) -> str:
@@ -366,6 +388,7 @@ def _cell(payloads: Payloads) -> str:
 
 _INPUT_SUMMARIES: dict[str, Callable[[Payloads], str]] = {
     "record_transition": _transition,
+    "record_service_transition": _transition,
     "test_compatibility_cell": _cell,
 }
 
@@ -426,6 +449,7 @@ _DETAILS: dict[str, Detail] = {
     ),
     "ActivityTaskCancelRequested": lambda a, labels: labels.get(a.scheduled_event_id, ""),
     "ActivityTaskCanceled": lambda a, labels: labels.get(a.scheduled_event_id, ""),
+    "MarkerRecorded": _marker,
     "TimerStarted": lambda a, _: f"timer {a.timer_id} for {a.start_to_fire_timeout.ToTimedelta()}",
     "TimerFired": lambda a, _: f"timer {a.timer_id}",
     "TimerCanceled": lambda a, _: f"timer {a.timer_id}",
@@ -442,7 +466,6 @@ _DETAILS: dict[str, Detail] = {
     ),
     "WorkflowExecutionUpdateCompleted": _update_completed,
     "UpsertWorkflowSearchAttributes": _search_attributes,
-    "MarkerRecorded": lambda a, _: a.marker_name,
 }
 
 

@@ -74,7 +74,7 @@ async def continued(worker: WorkerProcess, client: Client) -> Continued:
                                  worker.env["TEMPORAL_TASK_QUEUE"], identity_token=token("dev"))
     await wait_for_stage(handle, "READY_TO_APPLY")
     first_run = (await handle.describe()).run_id
-    edits = 60
+    edits = 100  # a command is some six events with local catalog calls
     for n in range(edits):
         await handle.signal("update_config", sent_as("dev", {"config": {
             "basic_info": {"description": f"edit {n}"}}}))
@@ -119,6 +119,9 @@ async def test_readable_history_shows_commands_and_stage_changes(
                    "approve_review by gopay-rev: UNDER_REVIEW -> RELEASE_PREPARATION",
                    "full_release by admin: RELEASE_PREPARATION -> RELEASED"):
         assert lines_with(run.out, "ActivityTaskScheduled", "record_transition", change), change
+    assert lines_with(run.out, "MarkerRecorded", "local activity authenticate_release_actor",
+                      '"subject":"dev"')
+    assert lines_with(run.out, "MarkerRecorded", "patch local-catalog-reads")
     assert lines_with(run.out, "ActivityTaskScheduled", "build_package")
     assert lines_with(run.out, "record_transition", "set_grayscale by admin", "refused: ")
     assert lines_with(run.out, "WorkflowExecutionUpdateAccepted",

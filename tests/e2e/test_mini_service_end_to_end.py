@@ -285,10 +285,14 @@ async def test_a_long_edited_draft_continues_as_new_without_losing_an_edit(
     handle = client.get_workflow_handle(mini_service_id(super_app, version))
     first_run = (await handle.describe()).run_id
     await operator.command(super_app, version, "add_section", {"title": {"en": "Everything"}})
-    programs = [f"program-{n:02d}" for n in range(60)]
-    for program in programs:  # ~12 history events each: the server suggests continuing
-        await operator.signal(super_app, version, "add_mini_program", {
-            "section_id": "section-1", "mini_program_id": program})
+    # Batches of edits until the dev server (suggesting continue-as-new at 400 events) has the
+    # version continue as new: some 60 edits (a section holds at most 100).
+    programs: list[str] = []
+    while len(programs) < 90 and (await handle.describe()).run_id == first_run:
+        for program in [f"program-{n:03d}" for n in range(len(programs), len(programs) + 30)]:
+            await operator.signal(super_app, version, "add_mini_program", {
+                "section_id": "section-1", "mini_program_id": program})
+            programs.append(program)
 
     status = await until_events(operator, super_app, version, 2 + len(programs))
     assert status["last_rejection"] is None
@@ -296,7 +300,7 @@ async def test_a_long_edited_draft_continues_as_new_without_losing_an_edit(
     content = await operator.content(super_app, version)
     assert content.sections[-1].mini_program_ids == programs
     events = await list_service_events(catalog_db, super_app, version)
-    assert [e.seq for e in events] == list(range(1, 63))
+    assert [e.seq for e in events] == list(range(1, 3 + len(programs)))
     assert all(e.accepted and e.actor == OPERATOR for e in events)
 
 

@@ -260,10 +260,14 @@ async def test_thousands_of_commands_continue_as_new_without_losing_one(
     handle = await start(client, request(program, "1.0.0"), worker.env["TEMPORAL_TASK_QUEUE"])
     await wait_for_stage(handle, "READY_TO_APPLY")
     first_run = (await handle.describe()).run_id
-    count = 60
-    for n in range(count):
-        await handle.signal("update_config", signed("dev", config={
-            "basic_info": {"description": f"edit {n}"}}))
+    # Batches of edits until the dev server (suggesting continue-as-new at 400 events) has the
+    # release continue as new: some 60 edits, fewer events each as commands get cheaper.
+    count = 0
+    while count < 300 and (await handle.describe()).run_id == first_run:
+        for n in range(count, count + 30):
+            await handle.signal("update_config", signed("dev", config={
+                "basic_info": {"description": f"edit {n}"}}))
+        count += 30
     deadline = time.monotonic() + 120
     while (status := await handle.query("status"))["audit_count"] < 3 + count:
         assert time.monotonic() < deadline, status["audit_count"]

@@ -241,6 +241,23 @@ async def release_verified_identity(r: Releases) -> list[Handle]:
     return [handle]
 
 
+async def release_local_catalog_reads(r: Releases) -> list[Handle]:
+    """Recorded after the `local-catalog-reads` patch: the catalog reads of starts and
+    commands (identity and roles, the release's context) are local activities (markers in the
+    history), the writes regular activities; a refused and a malformed command included."""
+    handle = await r.start("3.0.0")
+    await stage(handle, "READY_TO_APPLY")
+    await refused(handle, "full_release", actor="dev")
+    await signal_and_wait(handle, "apply_release", {"actor": "dev", "basic_info": {"name": ""}})
+    await signal_and_wait(handle, "apply_release", {"actor": "dev"})
+    await update(handle, "approve_review", actor="platform-rev", reviewer="platform")
+    await update(handle, "approve_review", actor="partner-rev", reviewer="partner_app")
+    await update(handle, "set_grayscale", actor="admin", percent=5)
+    await update(handle, "full_release", actor="admin")
+    await handle.result()
+    return [handle]
+
+
 async def release_continue_as_new(r: Releases) -> list[Handle]:
     handle = await r.start("1.7.0")
     await stage(handle, "READY_TO_APPLY")
@@ -335,6 +352,20 @@ async def mini_service_verified_identity(s: Services) -> list[Handle]:
     return [handle]
 
 
+async def mini_service_local_catalog_reads(s: Services) -> list[Handle]:
+    """As release_local_catalog_reads, for two versions: the second's release archives the
+    first, which the catalog confirms (`is_service_archived`, a local activity too)."""
+    first = await s.start("ovo", 1)
+    await update(first, "test", actor="olly", testers=["qa@example.com"])
+    await update(first, "release", actor="ada", percent=100)
+    second = await s.start("ovo", 2)
+    await refused(second, "release", actor="olly", percent=5)
+    await update(second, "test", actor="olly", testers=["qa@example.com"])
+    await update(second, "release", actor="ada", percent=100)
+    await first.result()
+    return [first, second]
+
+
 async def mini_service_continue_as_new(s: Services) -> list[Handle]:
     handle = await s.start("tng", 1)
     for i in range(12):
@@ -357,6 +388,7 @@ RELEASE_PATHS: dict[str, ReleasePath] = {
     "release_malformed_and_refused": release_malformed_and_refused,
     "release_continue_as_new": release_continue_as_new,
     "release_verified_identity": release_verified_identity,
+    "release_local_catalog_reads": release_local_catalog_reads,
 }
 SERVICE_PATHS: dict[str, ServicePath] = {
     "mini_service_lifecycle": mini_service_lifecycle,
@@ -364,11 +396,13 @@ SERVICE_PATHS: dict[str, ServicePath] = {
     "mini_service_revert_delete": mini_service_revert_delete,
     "mini_service_continue_as_new": mini_service_continue_as_new,
     "mini_service_verified_identity": mini_service_verified_identity,
+    "mini_service_local_catalog_reads": mini_service_local_catalog_reads,
 }
 # The part of the file name naming each workflow of a path that drives two.
 PARTS = {
     "release_cancel": ["ready_to_apply", "grayscale"],
     "mini_service_archive": ["v1", "v2"],
+    "mini_service_local_catalog_reads": ["v1", "v2"],
 }
 
 

@@ -199,10 +199,14 @@ async def test_changes_see_every_move_and_follow_continue_as_new(
     await releases.wait_for_stage(ref, READY, WAIT)
     handle = client.get_workflow_handle(ref.release_id)
     first_run = (await handle.describe()).run_id
-    # Enough commands for the dev server (suggesting continue-as-new at 400 events) to do it.
-    for n in range(70):
-        await releases.signal(ref, "update_config", {"actor": "dev", "config": {
-            "basic_info": {"description": f"edit {n}"}}})
+    # Batches of commands until the dev server (suggesting continue-as-new at 400 events) has
+    # the release continue as new.
+    sent = 0
+    while sent < 300 and (await handle.describe()).run_id == first_run:
+        for n in range(sent, sent + 30):
+            await releases.signal(ref, "update_config", {"actor": "dev", "config": {
+                "basic_info": {"description": f"edit {n}"}}})
+        sent += 30
     await eventually(handle.describe, lambda d: d.run_id != first_run, within=WAIT)
     await releases.command(ref, "apply_release", {"actor": "dev"})
     await releases.command(ref, "cancel_release", {"actor": "owner"})

@@ -68,6 +68,10 @@ class FakeCatalog:
     writes_wait_for: asyncio.Event | None = None
     """When set, catalog writes wait until the event is set (a database outage)."""
     refused_commands: set[str] = field(default_factory=set)
+    reads_down: bool = False
+    """When set, identity checks fail as reads do while the database is down (and retry)."""
+    failed_reads: asyncio.Queue[None] = field(default_factory=asyncio.Queue)
+    """One item per identity check failed while `reads_down`."""
     build_started: int = 0
     identity: Authenticator = field(default_factory=lambda: Authenticator(None))
     """MPR_AUTH=off unless a test verifies identities (tests/identity.py)."""
@@ -86,6 +90,9 @@ class FakeCatalog:
 
     @activity.defn(name="authenticate_release_actor")
     async def authenticate_release_actor(self, request: ReleaseAuthentication) -> IdentityVerdict:
+        if self.reads_down:
+            self.failed_reads.put_nowait(None)
+            raise ConnectionRefusedError("the catalog's database is down")
         return await self.identity.verdict(request, self._roles_of)
 
     async def _roles_of(self, subject: str) -> list[Role]:

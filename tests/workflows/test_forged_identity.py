@@ -280,6 +280,24 @@ async def test_a_token_is_judged_when_its_command_arrived_not_when_its_turn_came
     assert (await second)["stage"] == "UNDER_REVIEW"
 
 
+async def test_a_release_answers_status_while_an_identity_check_waits_out_an_outage(
+    setup: Setup, catalog: FakeCatalog,
+) -> None:
+    """The identity check is a local activity: retried inside its workflow task, it would hold
+    back queries until the task heartbeats (8 s); past a second's backoff it waits on a timer
+    with the task closed, and `status` answers at once."""
+    handle = await start_release(setup)
+    catalog.reads_down = True
+    applying = asyncio.create_task(handle.execute_update(
+        "apply_release", {TOKEN_FIELD: setup.token("dev")}))
+    for _ in range(3):  # retried after 1 s, then after 2 s: on a timer
+        await catalog.failed_reads.get()
+    status = await asyncio.wait_for(handle.query("status"), timeout=3)
+    assert status["stage"] == "READY_TO_APPLY" and not applying.done()
+    catalog.reads_down = False
+    assert (await applying)["stage"] == "UNDER_REVIEW"
+
+
 async def test_an_undecryptable_command_is_refused_and_recorded(
     env: WorkflowEnvironment, setup: Setup, catalog: FakeCatalog,
 ) -> None:

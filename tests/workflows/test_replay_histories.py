@@ -34,6 +34,8 @@ EXPECTED = [
     "release_continue_as_new.run2.json",
     # Recorded after the `verified-identity` patch: its new branch.
     "release_verified_identity.json",
+    # Recorded after the `local-catalog-reads` patch: catalog reads as local activities.
+    "release_local_catalog_reads.json",
     "mini_service_lifecycle.json",
     "mini_service_archive.v1.json",
     "mini_service_archive.v2.json",
@@ -41,6 +43,8 @@ EXPECTED = [
     "mini_service_continue_as_new.run1.json",
     "mini_service_continue_as_new.run2.json",
     "mini_service_verified_identity.json",
+    "mini_service_local_catalog_reads.v1.json",
+    "mini_service_local_catalog_reads.v2.json",
 ]
 
 
