@@ -75,22 +75,82 @@ async def bench_noop(step: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in step.items() if name != TOKEN_FIELD}
 
 
+class PathStages:
+    """Where a baseline or a floor is on the release path: moved by the commands the release
+    takes, published as the release publishes its stage, answered as `status`."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.started = False
+        self.stage = "BUILDING"
+        self.percent = 0
+        self.approvals = 0
+        self.commands = 0
+        self.spec: dict[str, Any] = {}
+
+    def status(self) -> dict[str, Any]:
+        if not self.started:
+            raise ApplicationError(STILL_STARTING)
+        return {"stage": self.stage, "percent": self.percent, "approvals": self.approvals,
+                "commands": self.commands}
+
+    def payload(self, name: str, args: Sequence[RawValue]) -> dict[str, Any]:
+        """The command's payload, decoded as the release's command core decodes it."""
+        payload = workflow.payload_converter().from_payload(args[0].payload) if args else {}
+        if not isinstance(payload, dict):
+            raise ApplicationError(f"the {self.kind} takes a dict payload for {name}",
+                                   non_retryable=True)
+        return payload
+
+    def take(self, name: str, payload: dict[str, Any]) -> None:
+        """Move as the release moves on the benchmarked path."""
+        self.commands += 1
+        if name == "apply_release":
+            self.move("UNDER_REVIEW")
+        elif name == "approve_review":
+            self.approvals += 1
+            if self.approvals == REQUIRED_APPROVALS:
+                self.move("RELEASE_PREPARATION")
+        elif name == "set_grayscale":
+            self.move("GRAYSCALE", int(payload["percent"]))
+        elif name == "full_release":
+            self.move("RELEASED", 100)
+        else:
+            raise ApplicationError(f"the {self.kind} does not know {name}", non_retryable=True)
+
+    async def ready_until_released(self) -> dict[str, Any]:
+        """READY_TO_APPLY, then wait for the commands to release it, as the release does."""
+        self.move("READY_TO_APPLY")
+        await workflow.wait_condition(lambda: self.stage == "RELEASED")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    def move(self, stage: str, percent: int | None = None) -> None:
+        self.stage = stage
+        if percent is not None:
+            self.percent = percent
+        workflow.upsert_search_attributes([
+            sa.MINI_PROGRAM_ID.value_set(self.spec["mini_program_id"]),
+            sa.MINI_PROGRAM_VERSION.value_set(self.spec["version"]),
+            sa.TARGET_APP.value_set(self.spec["target_app"]),
+            sa.RELEASE_ENVIRONMENT.value_set(self.spec["environment"]),
+            sa.RELEASE_STAGE.value_set(self.stage),
+            sa.GRAYSCALE_PERCENT.value_set(self.percent),
+            sa.RELEASE_STAGE_CHANGED_AT.value_set(workflow.now()),
+        ])
+
+
 @workflow.defn(name=BASELINE_WORKFLOW)
 class BaselineRelease:
     def __init__(self) -> None:
-        self._started = False
+        self._path = PathStages("baseline")
         self._lock = asyncio.Lock()
-        self._stage = "BUILDING"
-        self._percent = 0
-        self._approvals = 0
-        self._commands = 0
-        self._spec: dict[str, Any] = {}
 
     @workflow.run
     async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
         """`spec`: mini_program_id, version, target_app, environment, cells (how many), and
         the starter's identity_token."""
-        self._spec = spec
+        self._path.spec = spec
         # The release records these markers as it starts (workflows/release.py `_begin`,
         # the first catalog_read).
         workflow.patched(VERIFIED_IDENTITY)
@@ -98,56 +158,35 @@ class BaselineRelease:
         await self._read(AUTHENTICATE, identity_token=spec.get(TOKEN_FIELD))
         await self._read("load_release_context")
         await self._step("record_transition")
-        self._started = True
-        self._publish()
+        self._path.started = True
+        self._path.move("BUILDING")
         await self._step("build_package", heartbeat=True, start_to_close=BUILD_TIMEOUT,
                          heartbeat_timeout=BUILD_HEARTBEAT, retry=BUILD_RETRY)
         await self._step("record_transition")
-        self._move("COMPATIBILITY_TESTING")
+        self._path.move("COMPATIBILITY_TESTING")
         await asyncio.gather(*(
             self._step("test_compatibility_cell", heartbeat=True, start_to_close=CELL_TIMEOUT,
                        heartbeat_timeout=CELL_HEARTBEAT, retry=CELL_RETRY)
             for _ in range(int(spec.get("cells", 1)))
         ))
         await self._step("record_transition")
-        self._move("READY_TO_APPLY")
-        await workflow.wait_condition(lambda: self._stage == "RELEASED")
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self.status()
+        return await self._path.ready_until_released()
 
     @workflow.query
     def status(self) -> dict[str, Any]:
-        if not self._started:
-            raise ApplicationError(STILL_STARTING)
-        return {"stage": self._stage, "percent": self._percent, "approvals": self._approvals,
-                "commands": self._commands}
+        return self._path.status()
 
     @workflow.update(dynamic=True)
     async def command(self, name: str, args: Sequence[RawValue]) -> dict[str, Any]:
-        await workflow.wait_condition(lambda: self._started)
+        await workflow.wait_condition(lambda: self._path.started)
         async with self._lock:
             # As the release's command core: decode the payload, send its token to the
             # authenticate step, then write.
-            payload = workflow.payload_converter().from_payload(args[0].payload) if args else {}
-            if not isinstance(payload, dict):
-                raise ApplicationError(f"the baseline takes a dict payload for {name}",
-                                       non_retryable=True)
+            payload = self._path.payload(name, args)
             await self._read(AUTHENTICATE, identity_token=payload.get(TOKEN_FIELD))
             await self._step("record_transition")
-            self._commands += 1
-            if name == "apply_release":
-                self._move("UNDER_REVIEW")
-            elif name == "approve_review":
-                self._approvals += 1
-                if self._approvals == REQUIRED_APPROVALS:
-                    self._move("RELEASE_PREPARATION")
-            elif name == "set_grayscale":
-                self._move("GRAYSCALE", int(payload["percent"]))
-            elif name == "full_release":
-                self._move("RELEASED", 100)
-            else:
-                raise ApplicationError(f"the baseline does not know {name}", non_retryable=True)
-        return self.status()
+            self._path.take(name, payload)
+        return self._path.status()
 
     async def _read(self, name: str, *, identity_token: Any = None) -> None:
         """A catalog read, a local activity as the release's `catalog_read` runs it."""
@@ -171,51 +210,25 @@ class BaselineRelease:
             retry_policy=retry,
         )
 
-    def _move(self, stage: str, percent: int | None = None) -> None:
-        self._stage = stage
-        if percent is not None:
-            self._percent = percent
-        self._publish()
-
-    def _publish(self) -> None:
-        _publish(self._spec, self._stage, self._percent)
-
-
-def _publish(spec: dict[str, Any], stage: str, percent: int) -> None:
-    workflow.upsert_search_attributes([
-        sa.MINI_PROGRAM_ID.value_set(spec["mini_program_id"]),
-        sa.MINI_PROGRAM_VERSION.value_set(spec["version"]),
-        sa.TARGET_APP.value_set(spec["target_app"]),
-        sa.RELEASE_ENVIRONMENT.value_set(spec["environment"]),
-        sa.RELEASE_STAGE.value_set(stage),
-        sa.GRAYSCALE_PERCENT.value_set(percent),
-        sa.RELEASE_STAGE_CHANGED_AT.value_set(workflow.now()),
-    ])
-
 
 @workflow.defn(name=LIFECYCLE_FLOOR_WORKFLOW)
 class FloorRelease:
     """The release's path with no activity but the build and the cells (no-ops)."""
 
     def __init__(self) -> None:
-        self._started = False
-        self._stage = "BUILDING"
-        self._percent = 0
-        self._approvals = 0
-        self._commands = 0
-        self._spec: dict[str, Any] = {}
+        self._path = PathStages("floor")
 
     @workflow.run
     async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
         """`spec`: as the baseline's (the token comes and goes unread)."""
-        self._spec = spec
-        self._started = True
-        self._move("BUILDING")
+        self._path.spec = spec
+        self._path.started = True
+        self._path.move("BUILDING")
         await workflow.execute_activity(
             NOOP, {"step": "build_package", "heartbeat": True}, result_type=dict,
             start_to_close_timeout=BUILD_TIMEOUT, heartbeat_timeout=BUILD_HEARTBEAT,
             retry_policy=BUILD_RETRY)
-        self._move("COMPATIBILITY_TESTING")
+        self._path.move("COMPATIBILITY_TESTING")
         await asyncio.gather(*(
             workflow.execute_activity(
                 NOOP, {"step": "test_compatibility_cell", "heartbeat": True}, result_type=dict,
@@ -223,44 +236,16 @@ class FloorRelease:
                 retry_policy=CELL_RETRY)
             for _ in range(int(spec.get("cells", 1)))
         ))
-        self._move("READY_TO_APPLY")
-        await workflow.wait_condition(lambda: self._stage == "RELEASED")
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self.status()
+        return await self._path.ready_until_released()
 
     @workflow.query
     def status(self) -> dict[str, Any]:
-        if not self._started:
-            raise ApplicationError(STILL_STARTING)
-        return {"stage": self._stage, "percent": self._percent, "approvals": self._approvals,
-                "commands": self._commands}
+        return self._path.status()
 
     @workflow.update(dynamic=True)
     async def command(self, name: str, args: Sequence[RawValue]) -> dict[str, Any]:
-        payload = workflow.payload_converter().from_payload(args[0].payload) if args else {}
-        if not isinstance(payload, dict):
-            raise ApplicationError(f"the floor takes a dict payload for {name}",
-                                   non_retryable=True)
-        self._commands += 1
-        if name == "apply_release":
-            self._move("UNDER_REVIEW")
-        elif name == "approve_review":
-            self._approvals += 1
-            if self._approvals == REQUIRED_APPROVALS:
-                self._move("RELEASE_PREPARATION")
-        elif name == "set_grayscale":
-            self._move("GRAYSCALE", int(payload["percent"]))
-        elif name == "full_release":
-            self._move("RELEASED", 100)
-        else:
-            raise ApplicationError(f"the floor does not know {name}", non_retryable=True)
-        return self.status()
-
-    def _move(self, stage: str, percent: int | None = None) -> None:
-        self._stage = stage
-        if percent is not None:
-            self._percent = percent
-        _publish(self._spec, self._stage, self._percent)
+        self._path.take(name, self._path.payload(name, args))
+        return self._path.status()
 
 
 @workflow.defn(name=COMMAND_FLOOR_WORKFLOW)
