@@ -36,12 +36,6 @@ RESULTS_DIR = Path(__file__).parent / "results"
 WALL_TIME_TARGET = Target("value", "<=", 600)
 
 
-def _sizes(quick: bool, full: bool = False) -> Sizes:
-    if quick and full:
-        raise ValueError("--quick and --full do not go together")
-    return QUICK if quick else FULL if full else DEFAULT
-
-
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -105,13 +99,13 @@ BENCHMARKS: dict[str, Callable[[BenchStack, Sizes], Awaitable[Figures]]] = {
 }
 
 
-async def run_all(only: set[str], quick: bool, profile_dir: Path | None = None,
-                  full: bool = False) -> tuple[list[Result], dict[str, Any]]:
+async def run_all(only: set[str], sizes: Sizes,
+                  profile_dir: Path | None = None) -> tuple[list[Result], dict[str, Any]]:
     """Every benchmark asked for, in order; one that fails is reported (details[name]["error"])
     and the others still run."""
-    sizes = _sizes(quick, full)
     results: list[Result] = []
-    details: dict[str, Any] = {"machine": machine(), "quick": quick, "sizes": sizes.as_json(),
+    details: dict[str, Any] = {"machine": machine(), "quick": sizes is QUICK,
+                               "sizes": sizes.as_json(),
                                "benchmark_seconds": {}}
     # SIGTERM (a CI timeout, `kill`) stops the run as Ctrl-C does: the stack is closed.
     main_task = asyncio.current_task()
@@ -163,9 +157,10 @@ def notes(details: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
-    parser.add_argument("--full", action="store_true",
-                        help="the large sizes (make bench-full): writes full.json")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    size.add_argument("--full", action="store_true",
+                      help="the large sizes (make bench-full): writes full.json")
     parser.add_argument("--only", default=",".join(BENCHMARKS),
                         help=f"comma-separated, of {', '.join(BENCHMARKS)}")
     parser.add_argument("--output", type=Path, default=None,
@@ -180,12 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = only - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    if args.quick and args.full:
-        parser.error("--quick and --full do not go together")
     everything = only == set(BENCHMARKS)
     started = time.perf_counter()
     try:
-        results, details = asyncio.run(run_all(only, args.quick, args.profile, args.full))
+        sizes = QUICK if args.quick else FULL if args.full else DEFAULT
+        results, details = asyncio.run(run_all(only, sizes, args.profile))
     except asyncio.CancelledError:
         print("stopped by SIGTERM; everything it started is stopped", file=sys.stderr)
         return TERMINATED

@@ -69,18 +69,18 @@ class _Open:
     previous: HistoryEvent
     activities: list[str]
     local_activities: int = 0
-    workflow_tasks: int = 1
     segments: dict[str, float] = field(default_factory=dict)
     scheduled: dict[int, str] = field(default_factory=dict)
     """Activity type by the event id of its ActivityTaskScheduled event."""
-    tasks_run: int = 0
+    workflow_tasks: int = 0
+    """Workflow tasks run (started, then completed) so far, the accepting one first."""
 
     def step(self, event: HistoryEvent) -> None:
         label = _SEGMENT_OF.get((self.previous.event_type, event.event_type))
         if (self.previous.event_type == _ET.EVENT_TYPE_WORKFLOW_TASK_STARTED
                 and event.event_type == _ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED):
-            self.tasks_run += 1
-            label = workflow_task_run(self.tasks_run)
+            self.workflow_tasks += 1
+            label = workflow_task_run(self.workflow_tasks)
         if label is None and event.event_type in (_ET.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
                                                   _ET.EVENT_TYPE_ACTIVITY_TASK_FAILED):
             scheduled_id = (
@@ -112,8 +112,6 @@ def update_costs(events: Iterable[HistoryEvent]) -> list[UpdateCost]:
                 name = event.activity_task_scheduled_event_attributes.activity_type.name
                 update.activities.append(name)
                 update.scheduled[event.event_id] = name
-            elif kind == _ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-                update.workflow_tasks += 1
             elif (kind == _ET.EVENT_TYPE_MARKER_RECORDED
                   and event.marker_recorded_event_attributes.marker_name
                   == LOCAL_ACTIVITY_MARKER):

@@ -232,8 +232,9 @@ async def run(stack: BenchStack, sizes: Sizes, *,
             elapsed = time.perf_counter() - begun
             sent = config_change(n).config.basic_info
             assert sent is not None
-            if kind == "release" and status.config.basic_info is not None and (
-                    status.config.basic_info.description != sent.description):
+            answered = status.config.basic_info
+            if kind == "release" and (answered is None
+                                      or answered.description != sent.description):
                 raise RuntimeError(f"{workflow_id}: the new description is not in its answer")
             commands[kind].append(elapsed * 1000)
 

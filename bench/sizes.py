@@ -1,9 +1,9 @@
 """The sizes the suite runs at: `make bench` (default), `make bench-full` (full) and `--quick`.
 
 The default sizes are chosen so that the whole suite finishes in under ten minutes on two
-cores; the full ones are the large sizes (300 releases at once, 5,000 parked). Every target
-holds at both: what depends on size is stated per 1,000 parked releases, with the sticky cache
-at the same fraction of them (CACHE_PER_1000).
+cores; the full ones are the large sizes (300 releases at once, 5,000 parked). Every target is
+the same at both: what depends on size is stated per 1,000 parked releases, with the sticky
+cache at the same fraction of them (CACHE_PER_1000).
 """
 
 from dataclasses import asdict, dataclass

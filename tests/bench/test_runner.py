@@ -8,7 +8,7 @@ import pytest
 
 import bench.__main__ as runner
 from bench.results import Target, figure
-from bench.sizes import Sizes
+from bench.sizes import QUICK, Sizes
 
 
 class FakeStack:
@@ -39,7 +39,7 @@ async def test_a_failing_benchmark_is_reported_and_the_others_still_run(
     monkeypatch.setattr(runner, "BenchStack", FakeStack)
     monkeypatch.setattr(runner, "BENCHMARKS", {"first": broken, "second": fine})
 
-    results, details = await runner.run_all({"first", "second"}, quick=True)
+    results, details = await runner.run_all({"first", "second"}, QUICK)
 
     assert [r.name for r in results] == ["fine_seconds"]
     assert "4999 releases" in details["first"]["error"] and details["second"] == {"ran": True}
