@@ -113,7 +113,7 @@ async def _history(args: argparse.Namespace) -> None:
     for problem in sorted(await _decrypt(client, histories)):
         print(f"mpr: payloads left encrypted: {problem}", file=sys.stderr)
     text = "\n\n".join(
-        _readable(workflow_id, run, chain, history)
+        readable(workflow_id, run, chain, history)
         for run, history in zip(runs, histories, strict=True)
     )
     _write(args.output, text + "\n", f"history of {len(runs)} run(s)")
@@ -270,7 +270,7 @@ def _go_single(value: Any, data: Any) -> Any:
 # --- the readable history --------------------------------------------------------------------
 
 
-def _readable(workflow_id: str, run_id: str, chain: list[str], history: WorkflowHistory) -> str:
+def readable(workflow_id: str, run_id: str, chain: list[str], history: WorkflowHistory) -> str:
     lines = [f"{workflow_id}  run {run_id}  {len(history.events)} events"]
     if len(chain) > 1:
         lines.append(

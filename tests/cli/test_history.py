@@ -74,7 +74,7 @@ async def continued(worker: WorkerProcess, client: Client) -> Continued:
                                  worker.env["TEMPORAL_TASK_QUEUE"], identity_token=token("dev"))
     await wait_for_stage(handle, "READY_TO_APPLY")
     first_run = (await handle.describe()).run_id
-    edits = 100  # a command is some six events with local catalog calls
+    edits = 100  # some eight events a command, its identity check a local activity
     for n in range(edits):
         await handle.signal("update_config", sent_as("dev", {"config": {
             "basic_info": {"description": f"edit {n}"}}}))
