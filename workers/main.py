@@ -24,6 +24,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
+from activities.channel.catalog import ChannelCatalogActivities
+from activities.channel.notice import ChannelNotices
 from activities.identity import Authenticator
 from activities.mini_service.catalog import MiniServiceCatalogActivities
 from activities.release.build import BuildActivities
@@ -70,6 +72,8 @@ def build_worker(
     compatibility = CompatibilityActivities(load_tables())
     catalog = CatalogActivities(pool, identity)
     services = MiniServiceCatalogActivities(pool, identity)
+    channels = ChannelCatalogActivities(pool, identity)
+    notices = ChannelNotices(client)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -81,6 +85,11 @@ def build_worker(
             catalog.authenticate_release_actor,
             catalog.load_actor_roles,
             catalog.record_transition,
+            catalog.channel_takedown,
+            notices.notify_channel,
+            channels.load_channel,
+            channels.authenticate_channel_actor,
+            channels.record_channel_transition,
             services.load_service_context,
             services.authenticate_service_actor,
             services.load_service_roles,

@@ -294,6 +294,17 @@ class CommandCore(Generic[S, E, StageT, EntryT, R]):
         self._state = handed.state
         self._ledger = handed.ledger
 
+    def observe(self, seen: S) -> None:
+        """Adopt what the workflow read again from its catalog while taking a command in (its
+        `authenticate`): facts, not a decision, so nothing is recorded."""
+        self._commit(seen)
+
+    async def refresh(self, read: Callable[[S], Awaitable[S]]) -> None:
+        """Read the catalog again between commands, one at a time with them (a message from
+        another workflow said it changed): facts, not a decision, so nothing is recorded."""
+        async with self._lock:
+            self._commit(await read(self.state))
+
     def _commit(self, after: S) -> None:
         before = self.state
         self._state = after

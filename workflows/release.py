@@ -19,9 +19,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.channel.notice import ChannelNotices
     from activities.release.build import BuildActivities
     from activities.release.catalog import CatalogActivities
     from activities.release.compatibility import CompatibilityActivities
+    from mpr.domain.channel.models import ChannelKey, ChannelNotice
     from mpr.domain.core.commands import Undecryptable, describe
     from mpr.domain.core.identity import IdentityCheck, IdentityVerdict, split_token
     from mpr.domain.core.models import Role
@@ -50,9 +52,11 @@ with workflow.unsafe.imports_passed_through():
     from mpr.domain.release.release_id import release_id
     from mpr.domain.release.rules import (
         RELEASE,
+        ROLLING_OUT_STAGES,
         Effects,
         build_failed,
         build_succeeded,
+        canceled_by_channel,
         compatibility_finished,
         start_release,
         workflow_canceled,
@@ -61,6 +65,8 @@ with workflow.unsafe.imports_passed_through():
     from mpr.domain.release.state import AuditLog, ReleaseState, ReleaseStatus, Work
     from workflows import search_attributes as sa
     from workflows.command_core import (
+        CATALOG_RETRY,
+        CATALOG_TIMEOUT,
         VERIFIED_IDENTITY,
         CatalogRefused,
         Change,
@@ -71,6 +77,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 WORKFLOW_TYPE = "MiniProgramRelease"
+WITHDRAW_SIGNAL = "withdraw_by_channel"
+# A release reaching RELEASED starts its channel's workflow, or tells it (docs/channels.md).
+CHANNEL_NOTICE = "channel-notice"
 STILL_STARTING = (
     "the release is still starting (loading its target app policy from the catalog); "
     "ask again in a moment"
@@ -251,6 +260,21 @@ class MiniProgramRelease:
 
         await self._core.change_by_system(name, change)
 
+    @workflow.signal(name=WITHDRAW_SIGNAL)
+    async def withdraw_by_channel(self, *args: Any) -> None:
+        """The channel was taken offline while this release rolled out on it. The catalog,
+        not the sender, is believed: this message between workflows carries no identity."""
+        await workflow.wait_condition(lambda: self._core.started)
+        await self._core.change_by_system("withdrawn_by_channel", self._withdrawn_if_offline)
+
+    async def _withdrawn_if_offline(
+        self, state: ReleaseState
+    ) -> Accepted[ReleaseState, Effects] | None:
+        if state.stage not in ROLLING_OUT_STAGES:
+            return None
+        reason = await catalog_read(CatalogActivities.channel_takedown, state.channel)
+        return canceled_by_channel(state, reason, workflow.now()) if reason else None
+
     async def _canceled(self, state: ReleaseState) -> Accepted[ReleaseState, Effects] | None:
         return workflow_canceled(state, workflow.now())
 
@@ -322,6 +346,18 @@ class MiniProgramRelease:
     async def carry_out(self, effects: Effects, result: TransitionResult) -> None:
         if effects.cancel_work and self._work is not None:
             self._work.cancel()
+        if effects.promote and workflow.patched(CHANNEL_NOTICE):
+            await self._notify_channel()
+
+    async def _notify_channel(self) -> None:
+        """Start the channel's workflow (rollback, takedown) or tell it a version went live."""
+        channel = self.state.channel
+        await workflow.execute_activity_method(
+            ChannelNotices.notify_channel,
+            ChannelNotice(key=ChannelKey(**channel.model_dump()),
+                          task_queue=workflow.info().task_queue,
+                          release_id=self.state.release_id),
+            start_to_close_timeout=CATALOG_TIMEOUT, retry_policy=CATALOG_RETRY)
 
     def answer(self) -> ReleaseStatus:
         return self.state.status(self._core.ledger)

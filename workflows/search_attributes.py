@@ -1,4 +1,4 @@
-"""The search attributes a release keeps up to date (no personal data, ever)."""
+"""The search attributes the workflows keep up to date (no personal data, ever)."""
 
 from temporalio.common import SearchAttributeKey
 
@@ -12,6 +12,9 @@ GRAYSCALE_PERCENT = SearchAttributeKey.for_int("GrayscalePercent")
 RELEASE_STAGE_CHANGED_AT = SearchAttributeKey.for_datetime("ReleaseStageChangedAt")
 # Mini service versions (which also set TargetApp, to the super app, and GrayscalePercent).
 MINI_SERVICE_STATUS = SearchAttributeKey.for_keyword("MiniServiceStatus")
+# Channels (which also set MiniProgramId, TargetApp and ReleaseEnvironment).
+CHANNEL_STATE = SearchAttributeKey.for_keyword("ChannelState")
+STABLE_VERSION = SearchAttributeKey.for_keyword("StableVersion")
 
 ALL = (
     MINI_PROGRAM_ID,
@@ -22,4 +25,6 @@ ALL = (
     GRAYSCALE_PERCENT,
     RELEASE_STAGE_CHANGED_AT,
     MINI_SERVICE_STATUS,
+    CHANNEL_STATE,
+    STABLE_VERSION,
 )

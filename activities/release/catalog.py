@@ -15,6 +15,7 @@ from mpr.domain.core.identity import IdentityVerdict
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import (
     ActorRolesRequest,
+    Channel,
     ReleaseAuthentication,
     ReleaseContext,
     ReleaseContextRequest,
@@ -63,6 +64,17 @@ class CatalogActivities:
             roles = await releases.load_actor_roles(self._pool, request)
             log.info("actor roles loaded", actor=request.actor, roles=[r.value for r in roles])
             return roles
+
+    @activity.defn(name="channel_takedown")
+    async def channel_takedown(self, channel: Channel) -> str | None:
+        """Why the release's channel is offline, or None while it is online."""
+        release_id = (activity.info().workflow_id or "") if activity.in_activity() else ""
+        with activity_scope("channel_takedown", release_id=release_id):
+            takedown = await releases.channel_takedown(self._pool, channel)
+            if takedown is None:
+                return None
+            return (f"the channel was taken offline by {takedown.by} ({takedown.kind} "
+                    f"takedown): {takedown.reason}")
 
     @activity.defn(name="record_transition")
     async def record_transition(self, transition: CatalogTransition) -> TransitionResult:

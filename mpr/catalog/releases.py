@@ -4,18 +4,21 @@
 happens in one transaction keyed by the event id, so a retried activity changes nothing twice.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 import asyncpg
 from pydantic import BaseModel
 
-from mpr.catalog import InvalidTransition, MiniProgramInAnotherWorkspace
+from mpr.catalog import InvalidTransition, MiniProgramInAnotherWorkspace, channels
 from mpr.catalog.admin import require_target_app
 from mpr.catalog.db import Database, connection
+from mpr.domain.channel.models import ChannelKey, Takedown
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import (
     ActorRolesRequest,
+    Channel,
     CompatibilityReport,
     Environment,
     PackageFacts,
@@ -35,8 +38,9 @@ from mpr.domain.release.release_id import release_id
 from mpr.domain.release.stages import CHANNEL_HOLDING_STAGES, Stage
 
 ARCHIVED = "ARCHIVED"
-CatalogStage = Stage | Literal["ARCHIVED"]
-"""A release row's stage: the workflow's stage, or ARCHIVED once a newer version replaced it."""
+CatalogStage = Stage | Literal["ARCHIVED", "ROLLED_BACK"]
+"""A release row's stage: the workflow's stage, ARCHIVED once a newer version replaced it, or
+ROLLED_BACK once its channel's rollback took it down (a rollback may restore it to RELEASED)."""
 
 HOLD_INDEX = "releases_channel_hold"
 WORKSPACE_ROLES = [Role.OWNER, Role.ADMIN, Role.MASTER, Role.DEVELOPER]
@@ -108,6 +112,22 @@ async def load_actor_roles(db: Database, request: ActorRolesRequest) -> list[Rol
     return [Role(row["role"]) for row in rows]
 
 
+async def channel_takedown(db: Database, channel: Channel) -> Takedown | None:
+    """The takedown holding a release's channel offline, if any."""
+    row = await db.fetchrow(
+        f"""
+        SELECT offline_kind, offline_reason, offline_by, offline_at FROM channels
+        WHERE {CHANNEL_KEY} AND offline_kind IS NOT NULL
+        """,
+        channel.mini_program_id,
+        channel.target_app,
+        channel.environment.value,
+    )
+    return Takedown.model_validate({
+        "kind": row["offline_kind"], "reason": row["offline_reason"],
+        "by": row["offline_by"], "at": row["offline_at"]}) if row else None
+
+
 # --- The one writer ------------------------------------------------------------------------
 
 
@@ -119,16 +139,18 @@ async def record_transition(db: Database, transition: CatalogTransition) -> Tran
         # A retry may race its own first attempt: the second waits here, then finds the event.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", event.event_id)
         recorded = await conn.fetchrow(
-            "SELECT blocked_by, reason FROM release_events WHERE event_id = $1", event.event_id
+            "SELECT accepted, blocked_by, reason FROM release_events WHERE event_id = $1",
+            event.event_id,
         )
         if recorded is not None:
+            refused = event.accepted and not recorded["accepted"]
             blocked_by, reason = recorded["blocked_by"], recorded["reason"]
         else:
-            blocked_by = await _apply_unless_held(conn, transition)
-            stored = _as_recorded(transition, blocked_by)
+            blocked = await _apply_unless_blocked(conn, transition)
+            stored = _as_recorded(transition, blocked)
             await _insert_event(conn, stored)
-            reason = stored.reason
-    if blocked_by is None:
+            refused, blocked_by, reason = blocked is not None, stored.blocked_by, stored.reason
+    if not refused:
         return TransitionResult(applied=True)
     return TransitionResult(applied=False, blocked_by=blocked_by, reason=reason)
 
@@ -160,11 +182,29 @@ def _check(transition: CatalogTransition) -> None:
         raise InvalidTransition(f"{release.release_id} is promoted while {release.stage}")
 
 
-async def _apply_unless_held(conn: asyncpg.Connection, transition: CatalogTransition) -> str | None:
-    """Apply the transition, or undo it and return the release holding the channel."""
+@dataclass(frozen=True)
+class Blocked:
+    """Why the catalog refused an accepted release event."""
+
+    reason: str
+    holder: str | None = None
+    """The release holding the channel between UNDER_REVIEW and GRAYSCALE, if that is why."""
+
+
+async def _apply_unless_blocked(
+    conn: asyncpg.Connection, transition: CatalogTransition
+) -> Blocked | None:
+    """Apply the transition, or undo it and say why it cannot apply: another release holds
+    the channel, or a reviewer's takedown forbids going live on it."""
     release = transition.release
     if release is None:
         return None
+    takedown = await _forbidding_takedown(conn, transition, release)
+    if takedown is not None:
+        return Blocked(
+            f"{_channel_label(release)} was taken offline by {takedown.by} ({takedown.kind} "
+            f"takedown: {takedown.reason}): no release goes live on it until a "
+            f"{takedown.kind} reviewer brings it online")
     try:
         async with conn.transaction():  # a savepoint: a held channel undoes only this part
             await _apply(conn, transition, release)
@@ -175,8 +215,23 @@ async def _apply_unless_held(conn: asyncpg.Connection, transition: CatalogTransi
         if holder is None:
             # The holder left the hold after blocking us: a retry of the activity will pass.
             raise RuntimeError(f"the hold on {_channel_label(release)} changed; retry") from exc
-        return holder
+        return Blocked(
+            f"release {holder} is already between UNDER_REVIEW and GRAYSCALE on "
+            f"{_channel_label(release)}; finish or cancel it first", holder)
     return None
+
+
+async def _forbidding_takedown(
+    conn: asyncpg.Connection, transition: CatalogTransition, release: ReleaseRow
+) -> Takedown | None:
+    """A platform or partner takedown on the channel, when this event would serve a version
+    on it (a candidate or a new stable version)."""
+    rollout = transition.rollout
+    goes_live = transition.promote or (rollout is not None
+                                       and rollout.candidate_release_id is not None)
+    if not goes_live:
+        return None
+    return await channels.reviewer_takedown(conn, _channel_args(release))
 
 
 async def _apply(
@@ -200,7 +255,7 @@ async def _apply(
     if transition.rollout:
         await _write_rollout(conn, release, transition.rollout)
     if transition.promote:
-        await _promote(conn, release)
+        await _promote(conn, transition.event, release)
 
 
 async def _insert_package(conn: asyncpg.Connection, package: PackageFacts) -> None:
@@ -360,25 +415,27 @@ async def _write_rollout(conn: asyncpg.Connection, release: ReleaseRow, rollout:
     )
 
 
-async def _promote(conn: asyncpg.Connection, release: ReleaseRow) -> None:
-    """Make the release its channel's stable version and archive the one it replaces."""
+async def _promote(conn: asyncpg.Connection, event: ReleaseEvent, release: ReleaseRow) -> None:
+    """Make the release its channel's stable version and archive the one it replaces; an
+    admin's takedown ends here (a reviewer's forbade getting this far)."""
     await conn.execute(
         "INSERT INTO channels (mini_program_id, target_app, environment, updated_at) "
         "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         *_channel_args(release),
         release.at,
     )
-    previous = await conn.fetchval(
-        f"SELECT stable_release_id FROM channels WHERE {CHANNEL_KEY} FOR UPDATE",
+    previous = await conn.fetchrow(
+        f"SELECT stable_release_id, stable_version FROM channels WHERE {CHANNEL_KEY} FOR UPDATE",
         *_channel_args(release),
     )
-    if previous == release.release_id:
+    if previous["stable_release_id"] == release.release_id:
         return
     # The channel moves first: the old release may not be archived while it is still stable.
     await conn.execute(
         f"""
         UPDATE channels SET stable_version = $4, stable_release_id = $5,
             candidate_version = NULL, candidate_release_id = NULL, percent = 0, whitelist = '{{}}',
+            offline_kind = NULL, offline_reason = NULL, offline_by = NULL, offline_at = NULL,
             revision = revision + 1, updated_at = $6
         WHERE {CHANNEL_KEY}
         """,
@@ -387,13 +444,20 @@ async def _promote(conn: asyncpg.Connection, release: ReleaseRow) -> None:
         release.release_id,
         release.at,
     )
-    if previous is not None:
+    changes: list[tuple[str, str, str, str | None]] = [
+        (release.release_id, release.version, "released", None)]
+    if previous["stable_release_id"] is not None:
         await conn.execute(
             "UPDATE releases SET stage = 'ARCHIVED', archived_at = $2, updated_at = $2 "
             "WHERE release_id = $1",
-            previous,
+            previous["stable_release_id"],
             release.at,
         )
+        changes.append((previous["stable_release_id"], previous["stable_version"], "archived",
+                        f"version {release.version} was released"))
+    await channels.record_version_changes(
+        conn, event.event_id, ChannelKey(**release.channel.model_dump()), event.actor,
+        release.at, changes)
 
 
 async def _channel_holder(conn: asyncpg.Connection, release: ReleaseRow) -> str | None:
@@ -413,17 +477,17 @@ def _channel_label(release: ReleaseRow) -> str:
     return "/".join(_channel_args(release))
 
 
-def _as_recorded(transition: CatalogTransition, blocked_by: str | None) -> RecordedEvent:
+def _as_recorded(transition: CatalogTransition, blocked: Blocked | None) -> RecordedEvent:
     """The event as it goes into the log: a blocked transition is a refusal, stage unchanged."""
-    event = RecordedEvent(**transition.event.model_dump(), blocked_by=blocked_by)
-    if blocked_by is None or transition.release is None:
+    event = RecordedEvent(**transition.event.model_dump())
+    if blocked is None:
         return event
     return event.model_copy(
         update={
             "accepted": False,
             "stage_after": event.stage_before,
-            "reason": f"release {blocked_by} is already between UNDER_REVIEW and GRAYSCALE on "
-            f"{_channel_label(transition.release)}; finish or cancel it first",
+            "reason": blocked.reason,
+            "blocked_by": blocked.holder,
         }
     )
 

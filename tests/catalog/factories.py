@@ -74,8 +74,10 @@ class Release:
         app: str = "gopay",
         environment: Environment = Environment.PRODUCTION,
         workspace: str = "ws",
+        start: datetime = START,
     ) -> None:
         self.seq = 0
+        self.start = start
         self.row = ReleaseRow(
             release_id=release_id(program, version, app, environment),
             mini_program_id=program,
@@ -88,7 +90,7 @@ class Release:
             percent=0,
             package_sha256=None,
             first_release=True,
-            at=START,
+            at=start,
         )
 
     @property
@@ -99,7 +101,7 @@ class Release:
         """The transition moving this release to `stage`; `changes` are CatalogTransition
         fields, plus `percent` and `package_sha256` for the release row."""
         self.seq += 1
-        at = START + timedelta(seconds=self.seq)
+        at = self.start + timedelta(seconds=self.seq)
         row_changes: dict[str, Any] = {
             k: changes.pop(k) for k in ("percent", "package_sha256") if k in changes
         }
@@ -111,7 +113,7 @@ class Release:
 
     def refused(self, command: str = "approve_review") -> CatalogTransition:
         self.seq += 1
-        event = self.event(command, self.row.stage, at=START + timedelta(seconds=self.seq))
+        event = self.event(command, self.row.stage, at=self.start + timedelta(seconds=self.seq))
         return CatalogTransition(
             event=event.model_copy(update={"accepted": False, "reason": "not allowed"})
         )

@@ -6,6 +6,7 @@ import pytest
 
 from mpr.catalog.admin import get_target_app
 from mpr.catalog.db import MigrationError, apply_migrations, migration_files
+from mpr.domain.channel.stages import TakedownKind, VersionStatus
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import Environment, Reviewer, TargetAppPolicy
 from mpr.domain.release.stages import Stage
@@ -54,7 +55,12 @@ async def _check_values(pool: asyncpg.Pool, constraint: str) -> set[str]:
 
 
 async def test_check_constraints_follow_the_domain_enums(db_pool: asyncpg.Pool) -> None:
-    assert await _check_values(db_pool, "releases_stage_check") == {*Stage, "ARCHIVED"}
+    assert await _check_values(db_pool, "releases_stage_check") == {
+        *Stage, *VersionStatus}
+    assert await _check_values(db_pool, "channels_offline_kind_check") == set(TakedownKind)
+    assert await _check_values(db_pool, "version_changes_change_check") == {
+        "released", "restored", *(status.lower() for status in VersionStatus
+                                  if status is not VersionStatus.RELEASED)}
     assert await _check_values(db_pool, "releases_environment_check") == set(Environment)
     assert await _check_values(db_pool, "workspace_members_role_check") == set(Role)
     assert await _check_values(db_pool, "review_requests_organisation_check") == set(Reviewer)

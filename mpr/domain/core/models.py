@@ -34,6 +34,15 @@ class Role(StrEnum):
     SERVICE_ADMIN = "service_admin"
 
 
+class Environment(StrEnum):
+    """Where a mini program version is served: a channel is (program, target app, environment)."""
+
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+    TEST = "test"
+    SANDBOX = "sandbox"
+
+
 # Who a payload claimed to be, recorded beside an empty actor when its identity was refused:
 # the audit log never blames the person a forger named. Left out of what is written when
 # unset, so what runs carried before (and workers of the previous version) read it unchanged.

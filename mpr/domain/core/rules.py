@@ -8,7 +8,9 @@ drift from stages and no lifecycle invents its own refusals:
 1. a finished workflow accepts nothing;
 2. the actor must hold one of the command's roles;
 3. the command must be allowed in the current stage;
-4. the rule's `apply` accepts (with the next state and what must happen outside) or refuses.
+4. the rule's `apply` accepts (with the next state and what must happen outside) or refuses;
+   a rule that `sees_roles` is told the sender's roles, for commands whose effect depends on
+   the role they are sent in.
 """
 
 from collections.abc import Callable, Mapping
@@ -47,9 +49,15 @@ class Rule(Generic[S, E, StageT]):
     payload: type[Command]
     allowed_in: frozenset[StageT]
     roles: frozenset[Role] | Callable[[Any], frozenset[Role]]
-    apply: Callable[[S, Any, datetime], Accepted[S, E] | Rejected]
+    apply: Callable[..., Accepted[S, E] | Rejected]
+    """`apply(state, command, now)`, or `apply(state, command, now, roles)` when
+    `sees_roles`."""
     hints: Mapping[StageT, str] = field(default_factory=dict)
     """What to do instead, by stage, added to a wrong-stage refusal."""
+    sees_roles: bool = False
+    """What the command does depends on the role it is sent in (a takedown by a platform
+    reviewer is the platform's, and only a platform reviewer undoes it), so `apply` is given
+    the sender's roles."""
 
     def roles_for(self, command: Command) -> frozenset[Role]:
         return self.roles if isinstance(self.roles, frozenset) else self.roles(command)
@@ -126,4 +134,6 @@ class Lifecycle(Generic[S, E, StageT]):
                 f"{name} is not allowed in {self.stage_word} {stage} (allowed in: {allowed})"
                 + (f"; {hint}" if hint else "")
             )
+        if rule.sees_roles:
+            return rule.apply(state, command, now, roles)
         return rule.apply(state, command, now)

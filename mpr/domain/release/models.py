@@ -14,6 +14,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from mpr.domain.core.identity import IdentityCheck
 from mpr.domain.core.models import CLAIMED_ACTOR, IDENTIFIER, Strict, UserId
+
+# A release's environment is every lifecycle's (a channel's too): defined in the core.
+from mpr.domain.core.models import Environment as Environment
 from mpr.domain.release.stages import Stage
 
 SEMVER = (
@@ -26,13 +29,6 @@ HOSTNAME = re.compile(
 
 MAX_DOMAINS = 100
 MAX_WHITELIST_USERS = 1000
-
-
-class Environment(StrEnum):
-    PRODUCTION = "production"
-    DEVELOPMENT = "development"
-    TEST = "test"
-    SANDBOX = "sandbox"
 
 
 class Reviewer(StrEnum):

@@ -92,6 +92,8 @@ def accepted(
 
 BEFORE_REVIEW = frozenset({Stage.BUILD_FAILED, Stage.READY_TO_APPLY, Stage.REJECTED})
 GO_LIVE_STAGES = frozenset({Stage.RELEASE_PREPARATION, Stage.WHITELIST_TESTING, Stage.GRAYSCALE})
+# Where a release serves its candidate on its channel: a takedown of the channel cancels it.
+ROLLING_OUT_STAGES = frozenset({Stage.WHITELIST_TESTING, Stage.GRAYSCALE})
 UNFINISHED = frozenset(Stage) - TERMINAL_STAGES
 
 # Seed 000: "the owner, masters, and developers have permission to proceed with the release".
@@ -210,6 +212,20 @@ def workflow_canceled(state: ReleaseState, now: datetime) -> Accepted[ReleaseSta
         _moved(state, Stage.CANCELED, now, pending_work=None,
                cancel_reason="workflow cancellation requested"),
         Effects(write_rollout=True),
+    )
+
+
+def canceled_by_channel(
+    state: ReleaseState, reason: str, now: datetime
+) -> Accepted[ReleaseState, Effects] | None:
+    """The channel was taken offline while this release rolled out on it: the release is
+    cancelled as part of the takedown (None when it is not rolling out any more)."""
+    if state.stage not in ROLLING_OUT_STAGES:
+        return None
+    return accepted(
+        _moved(state, Stage.CANCELED, now, cancel_reason=reason),
+        Effects(write_rollout=True),
+        note=reason,
     )
 
 

@@ -10,6 +10,7 @@ from mpr.domain.core.models import LastRejection
 from mpr.domain.release.models import (
     Approval,
     AuditEntry,
+    Channel,
     CompatibilityReport,
     CompatibilitySummary,
     Environment,
@@ -77,6 +78,12 @@ class ReleaseState(BaseModel):
             percent=self.percent if candidate else 0,
             whitelist=list(self.whitelist) if candidate else [],
         )
+
+    @property
+    def channel(self) -> Channel:
+        request = self.request
+        return Channel(mini_program_id=request.mini_program_id, target_app=request.target_app,
+                       environment=request.environment)
 
     def catalog_row(self) -> ReleaseRow:
         request = self.request

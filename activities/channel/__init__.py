@@ -1,0 +1,1 @@
+"""The channel workflow's activities."""

@@ -1,0 +1,1 @@
+"""A channel's life after go-live: rollback, take offline, bring back online."""
