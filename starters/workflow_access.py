@@ -16,6 +16,7 @@ from typing import Any
 
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -136,16 +137,23 @@ class WorkflowAccess:
         return {**payload, TOKEN_FIELD: await self.identity_token()}
 
     async def update(self, workflow_id: str, name: str, payload: dict[str, Any],
-                     result_type: Any) -> Any:
-        """Run an update; a refusal (COMMAND_REJECTED) raises the `refused` error."""
+                     result_type: Any, *, start: WithStartWorkflowOperation[Any, Any] | None = None
+                     ) -> Any:
+        """Run an update; a refusal (COMMAND_REJECTED) raises the `refused` error. With
+        `start`, the workflow is started first if it is not running (update-with-start)."""
         handle = self._client.get_workflow_handle(workflow_id)
         sent = await self.identified(payload)
         try:
             async with self.errors(workflow_id):
+                if start is not None:
+                    return await self._client.execute_update_with_start_workflow(
+                        name, sent, start_workflow_operation=start, result_type=result_type)
                 return await handle.execute_update(name, sent, result_type=result_type)
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             if not (isinstance(cause, ApplicationError) and cause.type == COMMAND_REJECTED):
+                if start is not None:  # the workflow it started may have refused its input
+                    await self.raise_if_failed(workflow_id, await self.describe(workflow_id))
                 raise
             details = cause.details[0] if cause.details else {}
             if not isinstance(details, dict):

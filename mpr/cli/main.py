@@ -16,7 +16,7 @@ from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mpr.catalog import CatalogError
-from mpr.cli import admin, codec, history, identity, releases, services
+from mpr.cli import admin, channels, codec, history, identity, releases, services
 from mpr.cli.output import CliError, Subcommands
 from mpr.infra.codec import PayloadKeyError
 from mpr.infra.entrypoint import expected_failure, run_and_exit
@@ -33,6 +33,7 @@ COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (
     history.register,
     admin.register,
     services.register,
+    channels.register,
     codec.register,
     identity.register,
 )

@@ -74,9 +74,9 @@ def _rollback(state: ChannelWorkflowState, command: Rollback, now: datetime) -> 
     if isinstance(target, Rejected):
         return target
     if not target.bundle_present:
-        return Rejected(f"the bundle of version {target.version} (package "
-                        f"{target.package_sha256}) is no longer in the artifact store; "
-                        "it cannot be served again")
+        package = f" (package {target.package_sha256})" if target.package_sha256 else ""
+        return Rejected(f"the bundle of version {target.version}{package} is no longer in the "
+                        "artifact store; it cannot be served again")
     change = RollbackChange(from_release_id=current.release_id, from_version=current.version,
                             to_release_id=target.release_id, to_version=target.version)
     restored = view.model_copy(update={
@@ -140,7 +140,8 @@ def _with_status(version: ReleasedVersion, change: RollbackChange) -> ReleasedVe
 
 def takedown_kind(roles: frozenset[Role]) -> TakedownKind:
     """As which kind of actor a takedown is sent: a reviewer role wins over an admin's, so that
-    a reviewer who is also an admin cannot have their takedown lifted by any admin."""
+    a reviewer who is also an admin cannot have their takedown lifted by any admin; the
+    platform's over a partner app's, the platform reviewing for every target app."""
     for role, kind in TAKEDOWN_KINDS.items():
         if role in roles:
             return kind
@@ -174,8 +175,8 @@ def _bring_online(
     needed = lifters(takedown.kind)
     if not roles & needed:
         return Rejected(
-            f"the channel was taken offline by {takedown.by} as a {takedown.kind} takedown "
-            f"({takedown.reason}): only {' or '.join(sorted(needed))} can bring it online")
+            f"the channel was taken offline by {takedown.by} ({takedown.kind} takedown: "
+            f"{takedown.reason}): only {' or '.join(sorted(needed))} can bring it online")
     online = state.view.model_copy(update={"takedown": None})
     return Accepted(state.model_copy(update={"view": online}), ChannelEffects(online=True))
 
