@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = ("mpr", "workflows", "activities", "starters", "workers")
-LIFECYCLES = ("release", "mini_service")
+LIFECYCLES = ("release", "mini_service", "channel")
 
 
 def modules(*folders: str) -> list[Path]:

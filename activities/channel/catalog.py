@@ -14,7 +14,8 @@ from temporalio import activity
 
 from activities.identity import Authenticator
 from activities.scope import activity_scope
-from mpr.catalog import channels, releases
+from mpr.catalog import channels
+from mpr.catalog.roles import program_roles
 from mpr.domain.channel.models import (
     ChannelAuthentication,
     ChannelKey,
@@ -23,7 +24,6 @@ from mpr.domain.channel.models import (
 )
 from mpr.domain.channel.records import ChannelTransition, ChannelTransitionResult
 from mpr.domain.core.models import Role
-from mpr.domain.release.models import ActorRolesRequest
 from mpr.infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -58,9 +58,9 @@ class ChannelCatalogActivities:
             async def roles_of(subject: str) -> list[Role]:
                 if view is None:
                     return []
-                return await releases.load_actor_roles(self._pool, ActorRolesRequest(
-                    workspace_id=view.workspace_id, mini_program_id=key.mini_program_id,
-                    target_app=key.target_app, actor=subject))
+                return await program_roles(
+                    self._pool, actor=subject, workspace_id=view.workspace_id,
+                    mini_program_id=key.mini_program_id, target_app=key.target_app)
 
             verdict = await self._identity.verdict(request, roles_of)
             return ChannelVerdict(**verdict.model_dump(), view=view)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from mpr.catalog import InvalidTransition, MiniProgramInAnotherWorkspace, channels
 from mpr.catalog.admin import require_target_app
 from mpr.catalog.db import Database, connection
+from mpr.catalog.roles import program_roles
 from mpr.domain.channel.models import ChannelKey, Takedown
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import (
@@ -43,7 +44,6 @@ CatalogStage = Stage | Literal["ARCHIVED", "ROLLED_BACK"]
 ROLLED_BACK once its channel's rollback took it down (a rollback may restore it to RELEASED)."""
 
 HOLD_INDEX = "releases_channel_hold"
-WORKSPACE_ROLES = [Role.OWNER, Role.ADMIN, Role.MASTER, Role.DEVELOPER]
 CHANNEL_KEY = "mini_program_id = $1 AND target_app = $2 AND environment = $3"
 
 
@@ -92,24 +92,9 @@ async def load_release_context(db: Database, request: ReleaseContextRequest) -> 
 
 async def load_actor_roles(db: Database, request: ActorRolesRequest) -> list[Role]:
     """The roles the actor holds for this release; reviewers are not workspace members."""
-    rows = await db.fetch(
-        """
-        SELECT DISTINCT role FROM workspace_members
-        WHERE user_id = $1 AND (
-            (role = ANY($2::text[]) AND workspace_id = $3)
-            OR (role = 'program_admin' AND workspace_id = $3 AND mini_program_id = $4)
-            OR role = 'platform_reviewer'
-            OR (role = 'partner_reviewer' AND target_app = $5)
-        )
-        ORDER BY role
-        """,
-        request.actor,
-        [role.value for role in WORKSPACE_ROLES],
-        request.workspace_id,
-        request.mini_program_id,
-        request.target_app,
-    )
-    return [Role(row["role"]) for row in rows]
+    return await program_roles(db, actor=request.actor, workspace_id=request.workspace_id,
+                               mini_program_id=request.mini_program_id,
+                               target_app=request.target_app)
 
 
 async def channel_takedown(db: Database, channel: Channel) -> Takedown | None:

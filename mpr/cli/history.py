@@ -38,6 +38,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from mpr.cli.output import CliError, Subcommands, sender
+from mpr.domain.channel.models import ChannelStart
 from mpr.domain.core.identity import split_token
 from mpr.domain.core.redaction import redact
 from mpr.domain.mini_service.models import ServiceStart, mini_service_id
@@ -48,7 +49,7 @@ from mpr.infra.exit_codes import FAILURE, NOT_FOUND, USAGE
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import PAYLOAD_CONVERTER, connect, payload_codec, replay_data_converter
 from starters.releases import release_id_of
-from workflows import mini_service, release, worker_workflows
+from workflows import channel, mini_service, release, worker_workflows
 
 PLACEHOLDER_WORKFLOW_ID = "replayed-workflow"
 SUMMARY_LENGTH = 120
@@ -60,7 +61,8 @@ CLOSE_EVENT = WorkflowHistoryEventFilterType.CLOSE_EVENT
 
 def register(commands: Subcommands) -> None:
     history = commands.add_parser(
-        "history", help="a release's event history, readable or as `temporal workflow show` JSON"
+        "history", help="a release's, mini service version's or channel's event history, "
+                        "readable or as `temporal workflow show` JSON"
     )
     history.add_argument("release", nargs="?", metavar="RELEASE", help="workflow id")
     history.add_argument("--program", help="mini program id (instead of RELEASE)")
@@ -355,8 +357,11 @@ def _transition(payloads: Payloads) -> str:
     event = _field(payloads, "event")
     if not event:
         return _summary(payloads)
-    before = event.get("stage_before", event.get("status_before"))
-    after = event.get("stage_after", event.get("status_after"))
+    # Each lifecycle names its positions its own way: stage, status, state.
+    before = next((event[k] for k in ("stage_before", "status_before", "state_before")
+                   if k in event), None)
+    after = next((event[k] for k in ("stage_after", "status_after", "state_after")
+                  if k in event), None)
     verdict = "" if event.get("accepted") else f" refused: {event.get('reason')}"
     return (f"{event.get('command')} by {sender(event.get('actor'), event.get('claimed_actor'))}: "
             f"{before} -> {after}{verdict}")
@@ -389,6 +394,7 @@ def _cell(payloads: Payloads) -> str:
 _INPUT_SUMMARIES: dict[str, Callable[[Payloads], str]] = {
     "record_transition": _transition,
     "record_service_transition": _transition,
+    "record_channel_transition": _transition,
     "test_compatibility_cell": _cell,
 }
 
@@ -553,10 +559,15 @@ def _without_token(start: Any) -> Any:
     return split_token(start)[0] if isinstance(start, dict) else start
 
 
+def _channel_id(start: Any) -> str:
+    return ChannelStart.model_validate(_without_token(start)).key.workflow_id
+
+
 # The workflow id each workflow type expects for its start input (each checks its own).
 _WORKFLOW_IDS: dict[str, Callable[[Any], str]] = {
     release.WORKFLOW_TYPE: _release_id,
     mini_service.WORKFLOW_TYPE: _service_id,
+    channel.WORKFLOW_TYPE: _channel_id,
 }
 
 
