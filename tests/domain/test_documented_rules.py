@@ -1,5 +1,6 @@
-"""The command tables operators read (docs/releases.md, docs/mini-services.md) say exactly what
-the rule tables in code say: the same commands, payload fields, stages and roles."""
+"""The command tables operators read (docs/releases.md, docs/mini-services.md,
+docs/channels.md) say exactly what the rule tables in code say: the same commands, payload
+fields, stages and roles."""
 
 import re
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mpr.domain.channel.rules import CHANNEL
 from mpr.domain.core.models import Role
 from mpr.domain.core.rules import Lifecycle
 from mpr.domain.mini_service.rules import MINI_SERVICE
@@ -70,7 +72,8 @@ def coded(lifecycle: Lifecycle[Any, Any, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize(("doc", "lifecycle"), [("releases.md", RELEASE),
-                                                ("mini-services.md", MINI_SERVICE)])
+                                                ("mini-services.md", MINI_SERVICE),
+                                                ("channels.md", CHANNEL)])
 def test_the_documented_table_is_the_rule_table(
     doc: str, lifecycle: Lifecycle[Any, Any, Any]
 ) -> None:
