@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,20 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.channel.notice import ChannelNotices
+from mpr.domain.channel.models import ChannelKey
 from mpr.domain.core.models import Role
 from mpr.domain.mini_service.models import mini_service_id
+from mpr.domain.release.records import ReleaseRow
 from mpr.domain.release.release_id import release_id
 from mpr.infra.servers import temporal_binary
 from mpr.infra.settings import Settings
 from mpr.infra.temporal import data_converter
+from tests.workflows.channel_fakes import FakeChannelCatalog
 from tests.workflows.mini_service_fakes import FakeServiceCatalog
 from tests.workflows.release_fakes import MEMBERS, FakeCatalog
 from workflows import search_attributes
+from workflows.channel import MiniProgramChannel
 from workflows.mini_service import MiniServiceRelease
 from workflows.release import MiniProgramRelease
 
@@ -272,6 +278,93 @@ async def release_continue_as_new(r: Releases) -> list[Handle]:
     return [handle]
 
 
+# --- channel paths -----------------------------------------------------------------------
+
+
+class Channels:
+    """Releases and channels on one worker, the channel catalog following the releases."""
+
+    def __init__(self, client: Client, task_queue: str, catalog: FakeChannelCatalog,
+                 target_app: str) -> None:
+        self.client, self.task_queue, self.catalog = client, task_queue, catalog
+        self.releases = Releases(client, task_queue, catalog.releases)
+        self.app = target_app
+        self.key = ChannelKey(mini_program_id=PROGRAM, target_app=target_app)
+
+    def released_before(self, *versions: str) -> None:
+        """Versions that went live on the channel before it was recorded."""
+        for n, version in enumerate(versions):
+            self.catalog.releases.stable[(PROGRAM, self.app, "production")] = version
+            self.catalog.promote(ReleaseRow(
+                release_id=release_id(PROGRAM, version, self.app, "production"),
+                mini_program_id=PROGRAM, version=version, target_app=self.app,
+                environment="production", workspace_id="ws-1", requested_by="dev",
+                stage="RELEASED", percent=100, package_sha256="ab" * 32, first_release=n == 0,
+                at=datetime(2026, 1, 1 + n, tzinfo=UTC)))
+
+    async def start(self) -> Handle:
+        await self.client.start_workflow(
+            "MiniProgramChannel", {"mini_program_id": PROGRAM, "target_app": self.app},
+            id=self.key.workflow_id, task_queue=self.task_queue)
+        handle = self.client.get_workflow_handle(self.key.workflow_id)
+        await wait_until(handle, lambda s: True, "the channel to answer")
+        return handle
+
+
+async def release_channel_notice(c: Channels) -> list[Handle]:
+    """A first release reaching RELEASED starts its channel (the `channel-notice` patch)."""
+    release = await c.releases.approved("1.0.0", c.app)
+    await update(release, "full_release", actor="admin")
+    await release.result()
+    channel = c.client.get_workflow_handle(c.key.workflow_id)
+    await wait_until(channel, lambda s: s["stable_version"] == "1.0.0", "the channel")
+    return [release, channel]
+
+
+async def channel_commands(c: Channels) -> list[Handle]:
+    c.released_before("1.0.0", "1.1.0")
+    handle = await c.start()
+    await update(handle, "rollback", actor="admin", reason="checkout crashes")
+    await refused(handle, "rollback", actor="admin", reason="again")
+    await refused(handle, "rollback", actor="dev", reason="not mine")
+    await update(handle, "take_offline", actor="platform-rev", reason="audit")
+    await refused(handle, "bring_online", actor="admin")
+    await update(handle, "bring_online", actor="platform-rev", reason="cleared")
+    await update(handle, "rollback", actor="pa", reason="restore 1.1.0", to_version="1.1.0")
+    await signal_and_wait(handle, "take_offline", {"actor": "admin", "reason": "night"})
+    await signal_and_wait(handle, "take_offlin", {"actor": "admin"})
+    await handle.signal("refresh", {"release_id": "none"})
+    await update(handle, "bring_online", actor="admin")
+    return [handle]
+
+
+async def channel_withdraw(c: Channels) -> list[Handle]:
+    """A takedown cancels the release rolling out on the channel."""
+    c.released_before("1.0.0")
+    channel = await c.start()
+    release = await c.releases.approved("1.1.0", c.app)
+    await update(release, "set_grayscale", actor="admin", percent=10)
+    c.catalog.rolling_out(c.key, release.id, "1.1.0")
+    await refused(channel, "rollback", actor="admin", reason="bad")
+    await update(channel, "take_offline", actor="admin", reason="data leak")
+    await stage(release, "CANCELED")
+    await release.result()
+    return [channel, release]
+
+
+async def channel_continue_as_new(c: Channels) -> list[Handle]:
+    c.released_before("1.0.0")
+    handle = await c.start()
+    first_run = (await handle.describe()).run_id
+    for _ in range(40):
+        await update(handle, "take_offline", actor="admin", reason="drill")
+        await update(handle, "bring_online", actor="admin")
+        if (await handle.describe()).run_id != first_run:
+            break
+    await update(handle, "take_offline", actor="admin", reason="after the handover")
+    return [handle]
+
+
 # --- mini service paths ------------------------------------------------------------------
 
 
@@ -377,6 +470,7 @@ async def mini_service_continue_as_new(s: Services) -> list[Handle]:
 
 
 ReleasePath = Callable[[Releases], Awaitable[list[Handle]]]
+ChannelPath = Callable[[Channels], Awaitable[list[Handle]]]
 ServicePath = Callable[[Services], Awaitable[list[Handle]]]
 RELEASE_PATHS: dict[str, ReleasePath] = {
     "release_full": release_full,
@@ -398,8 +492,19 @@ SERVICE_PATHS: dict[str, ServicePath] = {
     "mini_service_verified_identity": mini_service_verified_identity,
     "mini_service_local_catalog_reads": mini_service_local_catalog_reads,
 }
+CHANNEL_PATHS: dict[str, ChannelPath] = {
+    "release_channel_notice": release_channel_notice,
+    "channel_commands": channel_commands,
+    "channel_withdraw": channel_withdraw,
+    "channel_continue_as_new": channel_continue_as_new,
+}
+# Each channel path on a channel of its own (paths share a server, and a channel never ends).
+CHANNEL_APPS = {"release_channel_notice": "gopay", "channel_commands": "dana",
+                "channel_withdraw": "alipaycn", "channel_continue_as_new": "gopay"}
 # The part of the file name naming each workflow of a path that drives two.
 PARTS = {
+    "release_channel_notice": ["release", "channel"],
+    "channel_withdraw": ["channel", "release"],
     "release_cancel": ["ready_to_apply", "grayscale"],
     "mini_service_archive": ["v1", "v2"],
     "mini_service_local_catalog_reads": ["v1", "v2"],
@@ -444,7 +549,18 @@ async def record(paths: list[str], extra_args: list[str]) -> list[Path]:
     ) as env:
         for path in paths:
             queue = f"record-{path}-{uuid.uuid4().hex[:8]}"
-            if path in RELEASE_PATHS:
+            if path in CHANNEL_PATHS:
+                channels = FakeChannelCatalog(
+                    FakeCatalog(roles={u: set(r) for u, r in MEMBERS.items()}))
+                worker = Worker(
+                    env.client, task_queue=queue,
+                    workflows=[MiniProgramRelease, MiniProgramChannel],
+                    activities=[*channels.releases.activities, *channels.activities,
+                                ChannelNotices(env.client).notify_channel])
+                async with worker:
+                    handles = await CHANNEL_PATHS[path](
+                        Channels(env.client, queue, channels, CHANNEL_APPS[path]))
+            elif path in RELEASE_PATHS:
                 catalog = FakeCatalog(roles={u: set(r) for u, r in MEMBERS.items()})
                 worker = Worker(env.client, task_queue=queue, workflows=[MiniProgramRelease],
                                 activities=catalog.activities)
@@ -469,7 +585,7 @@ def recorded(path: str) -> bool:
 
 
 async def main(argv: list[str]) -> None:
-    known = [*RELEASE_PATHS, *SERVICE_PATHS]
+    known = [*RELEASE_PATHS, *SERVICE_PATHS, *CHANNEL_PATHS]
     unknown = [path for path in argv if path not in known]
     if unknown:
         raise SystemExit(f"unknown paths {unknown}; known: {', '.join(known)}")

@@ -5,6 +5,7 @@ behaviour to be observable; the real activities are tested against PostgreSQL el
 """
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from temporalio import activity
@@ -20,6 +21,7 @@ from mpr.domain.release.models import (
     CellCheck,
     CellResult,
     CellTestRequest,
+    Channel,
     PackageFacts,
     ReleaseAuthentication,
     ReleaseContext,
@@ -27,7 +29,7 @@ from mpr.domain.release.models import (
     Reviewer,
     TargetAppPolicy,
 )
-from mpr.domain.release.records import CatalogTransition, TransitionResult
+from mpr.domain.release.records import CatalogTransition, ReleaseRow, TransitionResult
 from mpr.domain.release.stages import CHANNEL_HOLDING_STAGES
 
 POLICIES = {
@@ -75,6 +77,10 @@ class FakeCatalog:
     build_started: int = 0
     identity: Authenticator = field(default_factory=lambda: Authenticator(None))
     """MPR_AUTH=off unless a test verifies identities (tests/identity.py)."""
+    takedowns: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """Why each channel taken offline is (channel_fakes.FakeChannelCatalog keeps it)."""
+    promoted: Callable[[ReleaseRow], None] | None = None
+    """Told of every release made its channel's stable version (a channel fake follows)."""
 
     @activity.defn(name="load_release_context")
     async def load_release_context(self, request: ReleaseContextRequest) -> ReleaseContext:
@@ -126,8 +132,15 @@ class FakeCatalog:
                 del self.holders[key]
             if transition.promote:
                 self.stable[key] = release.version
+                if self.promoted is not None:
+                    self.promoted(release)
         self.transitions.append(transition)
         return TransitionResult(applied=True)
+
+    @activity.defn(name="channel_takedown")
+    async def channel_takedown(self, channel: Channel) -> str | None:
+        return self.takedowns.get((channel.mini_program_id, channel.target_app,
+                                   channel.environment.value))
 
     @activity.defn(name="build_package")
     async def build_package(self, request: BuildRequest) -> PackageFacts:
@@ -156,8 +169,8 @@ class FakeCatalog:
     @property
     def activities(self) -> list[object]:
         return [self.load_release_context, self.authenticate_release_actor,
-                self.load_actor_roles, self.record_transition, self.build_package,
-                self.test_compatibility_cell]
+                self.load_actor_roles, self.record_transition, self.channel_takedown,
+                self.build_package, self.test_compatibility_cell]
 
     def events(self, command: str | None = None) -> list[CatalogTransition]:
         return [t for t in self.transitions if command is None or t.event.command == command]

@@ -14,8 +14,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from tests.stack import TEST_CONVERTER
-from workflows.mini_service import MiniServiceRelease
-from workflows.release import MiniProgramRelease
+from workflows import worker_workflows
 
 HISTORIES = Path(__file__).parents[1] / "histories"
 FILES = sorted(HISTORIES.glob("*.json"))
@@ -36,6 +35,15 @@ EXPECTED = [
     "release_verified_identity.json",
     # Recorded after the `local-catalog-reads` patch: catalog reads as local activities.
     "release_local_catalog_reads.json",
+    # Recorded after the `channel-notice` (and `prefill-basic-info`) patches: a release that
+    # reaches RELEASED starts its channel.
+    "release_channel_notice.release.json",
+    "release_channel_notice.channel.json",
+    "channel_commands.json",
+    "channel_withdraw.channel.json",
+    "channel_withdraw.release.json",
+    "channel_continue_as_new.run1.json",
+    "channel_continue_as_new.run2.json",
     "mini_service_lifecycle.json",
     "mini_service_archive.v1.json",
     "mini_service_archive.v2.json",
@@ -56,7 +64,7 @@ def load(path: Path, text: str | None = None) -> WorkflowHistory:
 
 
 def replayer() -> Replayer:
-    return Replayer(workflows=[MiniProgramRelease, MiniServiceRelease],
+    return Replayer(workflows=list(worker_workflows().values()),
                     data_converter=TEST_CONVERTER)
 
 
