@@ -1,4 +1,5 @@
-"""Administration of the catalog: workspace memberships and target app policies."""
+"""Administration of the catalog: workspace memberships, target app policies and their QR
+link templates, and mini programs' trial members."""
 
 import re
 from collections.abc import Iterable
@@ -7,9 +8,16 @@ from typing import Self
 import asyncpg
 from pydantic import Field, model_validator
 
-from mpr.catalog import UnknownTargetApp
-from mpr.catalog.db import CONNECT_TIMEOUT_SECONDS, Database, apply_migrations, create_pool
+from mpr.catalog import CatalogError, UnknownTargetApp
+from mpr.catalog.db import (
+    CONNECT_TIMEOUT_SECONDS,
+    Database,
+    apply_migrations,
+    connection,
+    create_pool,
+)
 from mpr.domain.core.models import IDENTIFIER, Role, Strict, UserId
+from mpr.domain.qr import LinkTemplates
 from mpr.domain.release.models import TargetAppPolicy
 
 DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -144,6 +152,133 @@ async def require_target_app(db: Database, target_app: str) -> TargetAppPolicy:
 async def list_target_apps(db: Database) -> list[TargetAppPolicy]:
     rows = await db.fetch(f"SELECT {POLICY_COLUMNS} FROM target_app_policies ORDER BY target_app")
     return [_policy(row) for row in rows]
+
+
+# --- QR link templates (docs/qr-codes.md) -----------------------------------------------------
+
+
+async def set_link_templates(db: Database, target_app: str, templates: LinkTemplates) -> None:
+    """Replace the target app's link templates (the model has validated them)."""
+    status: str = await db.execute(
+        """
+        UPDATE target_app_policies
+        SET official_link_template = $2, trial_link_template = $3, updated_at = now()
+        WHERE target_app = $1
+        """,
+        target_app,
+        templates.official,
+        templates.trial,
+    )
+    if status != "UPDATE 1":
+        await require_target_app(db, target_app)  # raises UnknownTargetApp
+
+
+async def get_link_templates(db: Database, target_app: str) -> LinkTemplates | None:
+    """The target app's templates; None when there is no such target app."""
+    row = await db.fetchrow(
+        "SELECT official_link_template, trial_link_template FROM target_app_policies "
+        "WHERE target_app = $1",
+        target_app,
+    )
+    return _templates(row) if row else None
+
+
+async def list_link_templates(db: Database) -> dict[str, LinkTemplates]:
+    rows = await db.fetch(
+        "SELECT target_app, official_link_template, trial_link_template "
+        "FROM target_app_policies ORDER BY target_app"
+    )
+    return {row["target_app"]: _templates(row) for row in rows}
+
+
+def _templates(row: asyncpg.Record) -> LinkTemplates:
+    # Read as stored: a template written before today's checks still shows, to be replaced.
+    return LinkTemplates.model_construct(
+        official=row["official_link_template"], trial=row["trial_link_template"]
+    )
+
+
+# --- trial members ---------------------------------------------------------------------------
+
+MAX_TRIAL_MEMBERS = 1000
+"""Per mini program, as many as a release's whitelist may hold: resolve_version's cache keeps
+them in memory (mpr.catalog.rollout.ChannelCache)."""
+
+
+class TrialMember(Strict):
+    """A super app user who is served the versions of a mini program's trial codes."""
+
+    mini_program_id: str = Field(pattern=IDENTIFIER)
+    user_id: UserId
+
+
+class UnknownMiniProgram(CatalogError):
+    def __init__(self, mini_program_id: str) -> None:
+        super().__init__(
+            f"unknown mini program {mini_program_id!r}: the catalog knows a mini program once "
+            "a release of it has started"
+        )
+        self.mini_program_id = mini_program_id
+
+
+class TooManyTrialMembers(CatalogError):
+    def __init__(self, mini_program_id: str) -> None:
+        super().__init__(
+            f"{mini_program_id} has {MAX_TRIAL_MEMBERS} trial members, the most it may have: "
+            "remove one first"
+        )
+
+
+async def add_trial_member(db: Database, member: TrialMember) -> bool:
+    """Add the trial member; False when the user already was one."""
+    async with connection(db) as conn, conn.transaction():
+        # The row lock serialises concurrent additions, so the bound holds.
+        known = await conn.fetchval(
+            "SELECT true FROM mini_programs WHERE mini_program_id = $1 FOR UPDATE",
+            member.mini_program_id,
+        )
+        if not known:
+            raise UnknownMiniProgram(member.mini_program_id)
+        status: str = await conn.execute(
+            """
+            INSERT INTO trial_members (mini_program_id, user_id)
+            SELECT $1, $2
+            WHERE (SELECT count(*) FROM trial_members WHERE mini_program_id = $1) < $3
+            ON CONFLICT DO NOTHING
+            """,
+            member.mini_program_id,
+            member.user_id,
+            MAX_TRIAL_MEMBERS,
+        )
+        if status == "INSERT 0 1":
+            return True
+        already = await conn.fetchval(
+            "SELECT true FROM trial_members WHERE mini_program_id = $1 AND user_id = $2",
+            member.mini_program_id,
+            member.user_id,
+        )
+        if already:
+            return False
+        raise TooManyTrialMembers(member.mini_program_id)
+
+
+async def remove_trial_member(db: Database, member: TrialMember) -> bool:
+    """Remove the trial member; False when the user was not one."""
+    status: str = await db.execute(
+        "DELETE FROM trial_members WHERE mini_program_id = $1 AND user_id = $2",
+        member.mini_program_id,
+        member.user_id,
+    )
+    return status == "DELETE 1"
+
+
+async def list_trial_members(db: Database, mini_program_id: str) -> list[TrialMember]:
+    rows = await db.fetch(
+        "SELECT mini_program_id, user_id FROM trial_members WHERE mini_program_id = $1 "
+        "ORDER BY user_id",
+        mini_program_id,
+    )
+    return [TrialMember.model_validate(dict(row)) for row in rows]
 
 
 async def new_catalog(admin_url: str, name: str, database_url: str,

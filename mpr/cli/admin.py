@@ -1,23 +1,31 @@
 """Commands served by the catalog database alone (no Temporal): `admin member`,
-`admin target-app`, `resolve` and `migrate`."""
+`admin target-app`, `admin trial-member`, `resolve` and `migrate`."""
 
 import argparse
 
 from mpr.catalog.admin import (
     TARGET_APP_ROLES,
     Membership,
+    TrialMember,
     add_member,
+    add_trial_member,
+    get_link_templates,
     get_target_app,
+    list_link_templates,
     list_members,
     list_target_apps,
+    list_trial_members,
     remove_member,
+    remove_trial_member,
+    set_link_templates,
     set_target_app,
 )
-from mpr.catalog.db import apply_migrations
+from mpr.catalog.db import apply_migrations, connection
 from mpr.catalog.rollout import resolve_version_detail
 from mpr.cli.catalog_access import open_catalog
 from mpr.cli.output import CliError, Subcommands, add_json_flag, emit, table
 from mpr.domain.core.models import Role
+from mpr.domain.qr import TRIAL_MARKER, CodeKind, LinkTemplates, template_flag
 from mpr.domain.release.models import Environment, Reviewer, TargetAppPolicy
 from mpr.infra.exit_codes import USAGE
 
@@ -27,6 +35,7 @@ def register(commands: Subcommands) -> None:
     groups = admin.add_subparsers(dest="group", required=True, metavar="GROUP")
     _register_members(groups)
     _register_target_apps(groups)
+    _register_trial_members(groups)
     _register_resolve(commands)
     migrate = commands.add_parser("migrate", help="apply pending catalog migrations")
     add_json_flag(migrate)
@@ -159,6 +168,18 @@ def _register_target_apps(groups: Subcommands) -> None:
     setting.add_argument("--first-release-full-only", action=argparse.BooleanOptionalAction)
     setting.add_argument("--whitelist", action=argparse.BooleanOptionalAction)
     setting.add_argument("--ladder", type=_ladder, help="grayscale percentages, e.g. 1,5,20,100")
+    setting.add_argument(
+        template_flag(CodeKind.OFFICIAL),
+        metavar="TEMPLATE",
+        help="deep link of official QR codes, with {mini_program_id}, {page}, {query} "
+        "('' removes it; docs/qr-codes.md)",
+    )
+    setting.add_argument(
+        template_flag(CodeKind.TRIAL),
+        metavar="TEMPLATE",
+        help=f"deep link of trial QR codes: the official placeholders, {{version}}, and "
+        f"{TRIAL_MARKER}={{release_id}} as a query parameter ('' removes it)",
+    )
     add_json_flag(setting)
     setting.set_defaults(handler=_target_app_set)
     listing = actions.add_parser("list", help="list target apps and their policies")
@@ -166,8 +187,8 @@ def _register_target_apps(groups: Subcommands) -> None:
     listing.set_defaults(handler=_target_app_list)
 
 
-def _policy_rows(policies: list[TargetAppPolicy]) -> str:
-    return table(
+def _policy_rows(policies: list[TargetAppPolicy], templates: dict[str, LinkTemplates]) -> str:
+    policy_table = table(
         ["APP", "NAME", "REVIEWERS", "FIRST RELEASE FULL ONLY", "WHITELIST", "LADDER"],
         [
             [
@@ -181,6 +202,28 @@ def _policy_rows(policies: list[TargetAppPolicy]) -> str:
             for p in policies
         ],
     )
+    if not policies:
+        return policy_table
+    # The templates are long: a table of their own, one line per app and kind of code.
+    empty = LinkTemplates()
+    template_table = table(
+        ["APP", "QR CODE", "LINK TEMPLATE"],
+        [
+            [p.target_app, kind.value, templates.get(p.target_app, empty).of(kind) or ""]
+            for p in policies
+            for kind in CodeKind
+        ],
+    )
+    return f"{policy_table}\n\n{template_table}"
+
+
+def _policy_json(policy: TargetAppPolicy, templates: LinkTemplates | None) -> dict[str, object]:
+    templates = templates or LinkTemplates()
+    return {
+        **policy.model_dump(mode="json"),
+        "official_link_template": templates.official,
+        "trial_link_template": templates.trial,
+    }
 
 
 async def _target_app_set(args: argparse.Namespace) -> None:
@@ -195,20 +238,99 @@ async def _target_app_set(args: argparse.Namespace) -> None:
         )
         if value is not None
     }
-    async with open_catalog() as db:
+    # '' removes a template; an omitted option keeps it.
+    template_changes = {
+        kind.value: value or None
+        for kind, value in (
+            (CodeKind.OFFICIAL, args.official_link_template),
+            (CodeKind.TRIAL, args.trial_link_template),
+        )
+        if value is not None
+    }
+    async with open_catalog() as pool, connection(pool) as db, db.transaction():
         current = await get_target_app(db, args.app)
         if current is None and args.reviewers is None:
             raise CliError(f"{args.app} is a new target app: give --reviewers", USAGE)
         base = current.model_dump() if current else {"target_app": args.app}
         policy = TargetAppPolicy.model_validate({**base, **changes})
+        stored = await get_link_templates(db, args.app) or LinkTemplates()
+        # Only the templates given are checked: one stored before today's rules stays as is.
+        templates = stored.model_copy(
+            update=LinkTemplates.model_validate(template_changes).model_dump(
+                include=set(template_changes)
+            )
+        )
         await set_target_app(db, policy)
-    emit(args, policy.model_dump(mode="json"), _policy_rows([policy]))
+        await set_link_templates(db, args.app, templates)
+    emit(args, _policy_json(policy, templates), _policy_rows([policy], {args.app: templates}))
 
 
 async def _target_app_list(args: argparse.Namespace) -> None:
     async with open_catalog() as db:
         policies = await list_target_apps(db)
-    emit(args, [p.model_dump(mode="json") for p in policies], _policy_rows(policies))
+        templates = await list_link_templates(db)
+    emit(
+        args,
+        [_policy_json(p, templates.get(p.target_app)) for p in policies],
+        _policy_rows(policies, templates),
+    )
+
+
+# --- admin trial-member ----------------------------------------------------------------------
+
+
+def _register_trial_members(groups: Subcommands) -> None:
+    trial_member = groups.add_parser(
+        "trial-member", help="the super app users who are served a mini program's trial codes"
+    )
+    actions = trial_member.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, handler, help_text in (
+        ("add", _trial_member_add, "add a trial member"),
+        ("remove", _trial_member_remove, "remove a trial member"),
+    ):
+        parser = actions.add_parser(name, help=help_text)
+        parser.add_argument("--mini-program", required=True)
+        parser.add_argument("--user", required=True, help="the user's id in the super app")
+        add_json_flag(parser)
+        parser.set_defaults(handler=handler)
+    listing = actions.add_parser("list", help="list a mini program's trial members")
+    listing.add_argument("--mini-program", required=True)
+    add_json_flag(listing)
+    listing.set_defaults(handler=_trial_member_list)
+
+
+def _trial_member(args: argparse.Namespace) -> TrialMember:
+    return TrialMember(mini_program_id=args.mini_program, user_id=args.user)
+
+
+async def _trial_member_add(args: argparse.Namespace) -> None:
+    member = _trial_member(args)
+    async with open_catalog() as db:
+        added = await add_trial_member(db, member)
+    who = f"{member.user_id} of {member.mini_program_id}"
+    text = f"added trial member {who}" if added else f"already a trial member: {who}"
+    emit(args, {"changed": added, "trial_member": member.model_dump(mode="json")}, text)
+
+
+async def _trial_member_remove(args: argparse.Namespace) -> None:
+    member = _trial_member(args)
+    async with open_catalog() as db:
+        removed = await remove_trial_member(db, member)
+    who = f"{member.user_id} of {member.mini_program_id}"
+    if not removed:
+        raise CliError(f"no such trial member: {who}")
+    emit(args, {"changed": True, "trial_member": member.model_dump(mode="json")},
+         f"removed trial member {who}")
+
+
+async def _trial_member_list(args: argparse.Namespace) -> None:
+    async with open_catalog() as db:
+        members = await list_trial_members(db, args.mini_program)
+    emit(
+        args,
+        [m.model_dump(mode="json") for m in members],
+        table(["MINI PROGRAM", "USER"], [[m.mini_program_id, m.user_id] for m in members]),
+    )
 
 
 # --- resolve and migrate ---------------------------------------------------------------------
@@ -222,13 +344,20 @@ def _register_resolve(commands: Subcommands) -> None:
     resolve.add_argument(
         "--env", default=Environment.PRODUCTION.value, choices=[env.value for env in Environment]
     )
+    resolve.add_argument(
+        "--trial",
+        metavar="RELEASE_ID",
+        help=f"as launched from a trial QR code: the release its link's {TRIAL_MARKER} names",
+    )
     add_json_flag(resolve)
     resolve.set_defaults(handler=_resolve)
 
 
 async def _resolve(args: argparse.Namespace) -> None:
     async with open_catalog() as db:
-        resolution = await resolve_version_detail(db, args.program, args.app, args.user, args.env)
+        resolution = await resolve_version_detail(
+            db, args.program, args.app, args.user, args.env, trial=args.trial
+        )
     emit(
         args,
         resolution.model_dump(mode="json"),

@@ -16,7 +16,7 @@ from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mpr.catalog import CatalogError
-from mpr.cli import admin, channels, codec, history, identity, releases, services
+from mpr.cli import admin, channels, codec, history, identity, qr, releases, services
 from mpr.cli.output import CliError, Subcommands
 from mpr.infra.codec import PayloadKeyError
 from mpr.infra.entrypoint import expected_failure, run_and_exit
@@ -36,6 +36,7 @@ COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (
     channels.register,
     codec.register,
     identity.register,
+    qr.register,
 )
 
 # By the neutral errors (starters.errors), so that releases and mini services answer alike.

@@ -4,11 +4,12 @@ from typing import cast
 import asyncpg
 import pytest
 
+from mpr.catalog.admin import TrialMember, add_trial_member
 from mpr.catalog.rollout import ChannelCache, Resolution, resolve_version, resolve_version_detail
 from mpr.domain.core.bucketing import rollout_bucket
 from mpr.domain.release.models import Environment, Rollout
 from mpr.domain.release.stages import Stage
-from tests.catalog.factories import Release, cleared, to_released
+from tests.catalog.factories import Release, cleared, package, to_released
 
 USERS = [f"user-{n}" for n in range(10_000)]
 
@@ -217,3 +218,172 @@ def test_the_cache_refuses_meaningless_bounds() -> None:
         ChannelCache(cast(asyncpg.Pool, None), max_staleness=-1)
     with pytest.raises(ValueError, match="max_weight"):
         ChannelCache(cast(asyncpg.Pool, None), max_weight=0)
+
+
+# --- trial codes -----------------------------------------------------------------------------
+
+
+async def ready_to_apply(pool: asyncpg.Pool, release: Release) -> None:
+    built = package(release.release_id)
+    await release.move(pool, Stage.COMPATIBILITY_TESTING, package=built,
+                       package_sha256=built.sha256)
+    await release.move(pool, Stage.READY_TO_APPLY)
+
+
+async def trial_members(pool: asyncpg.Pool, *users: str) -> None:
+    for user in users:
+        assert await add_trial_member(pool, TrialMember(mini_program_id="prog", user_id=user))
+
+
+async def trial_versions(
+    resolver: ChannelCache | asyncpg.Pool, trial: str | None, users: list[str]
+) -> list[str | None]:
+    return [await resolve_version(resolver, "prog", "gopay", user, trial=trial)
+            for user in users]
+
+
+async def test_a_trial_link_serves_a_release_before_review_to_trial_members_only(
+    db_pool: asyncpg.Pool,
+) -> None:
+    candidate = Release("1.0.0")
+    await ready_to_apply(db_pool, candidate)
+    await trial_members(db_pool, "tess")
+
+    assert await trial_versions(db_pool, candidate.release_id, ["tess", "bob"]) == [
+        "1.0.0", None]
+    assert await resolve_version_detail(
+        db_pool, "prog", "gopay", "tess", trial=candidate.release_id
+    ) == Resolution(version="1.0.0", source="trial",
+                    reason=f"trial code of {candidate.release_id}, to a trial member")
+    assert await trial_versions(db_pool, None, ["tess"]) == [None], "no marker, no trial"
+
+
+async def test_a_trial_link_serves_the_candidate_to_its_whitelist_and_trial_members(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    candidate = Release("1.1.0")
+    await serve_candidate(db_pool, candidate, 0, whitelist=["alice"])
+    await trial_members(db_pool, "tess")
+
+    assert await trial_versions(db_pool, candidate.release_id, ["alice", "tess", "bob"]) == [
+        "1.1.0", "1.1.0", "1.0.0"]
+    detail = await resolve_version_detail(db_pool, "prog", "gopay", "alice",
+                                          trial=candidate.release_id)
+    assert detail.reason == f"trial code of {candidate.release_id}, to a whitelisted user"
+
+
+async def test_the_channels_whitelist_is_a_releases_only_while_it_is_the_candidate(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    await serve_candidate(db_pool, Release("1.1.0"), 0, whitelist=["alice"])
+    later = Release("1.2.0")
+    await ready_to_apply(db_pool, later)
+
+    assert await trial_versions(db_pool, later.release_id, ["alice", "bob"]) == [
+        "1.1.0", "1.0.0"], "alice is whitelisted for 1.1.0, not a tester of 1.2.0"
+
+
+async def test_a_trial_link_of_a_release_past_its_trial_serves_as_usual(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    candidate = Release("1.1.0")
+    await serve_candidate(db_pool, candidate, 0, whitelist=["alice"])
+    await trial_members(db_pool, "tess")
+
+    await candidate.move(db_pool, Stage.CANCELED, rollout=cleared())
+
+    assert await trial_versions(db_pool, candidate.release_id, ["alice", "tess"]) == [
+        "1.0.0", "1.0.0"]
+
+
+@pytest.mark.parametrize("marker", [
+    "release:prog:1.1.0:gcash:production",  # another channel's release
+    "release:prog:1.1.0:gopay:sandbox",
+    "release:other:1.1.0:gopay:production",
+    "release:prog:9.9.9:gopay:production",  # no such release
+    "not a release id",
+    "",
+])
+async def test_a_marker_naming_no_release_of_the_channel_is_ignored(
+    db_pool: asyncpg.Pool, marker: str
+) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    await ready_to_apply(db_pool, Release("1.1.0", app="gcash"))
+    await trial_members(db_pool, "tess")
+    cache = ChannelCache(db_pool, clock=FakeClock())
+
+    assert await trial_versions(db_pool, marker, ["tess"]) == ["1.0.0"]
+    assert await trial_versions(cache, marker, ["tess"]) == ["1.0.0"]
+    assert cache.reads == (2 if marker == "release:prog:9.9.9:gopay:production" else 1), (
+        "only a marker naming this channel is looked up")
+
+
+async def test_an_offline_channel_serves_no_trial_either(db_pool: asyncpg.Pool) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    candidate = Release("1.1.0")
+    await serve_candidate(db_pool, candidate, 0, whitelist=["alice"])
+    await trial_members(db_pool, "tess")
+    await db_pool.execute(
+        "UPDATE channels SET offline_kind = 'admin', offline_reason = 'fraud report', "
+        "offline_by = 'adam', offline_at = now() WHERE mini_program_id = 'prog'"
+    )
+    cache = ChannelCache(db_pool, clock=FakeClock())
+
+    for resolver in (db_pool, cache):
+        detail = await resolve_version_detail(resolver, "prog", "gopay", "tess",
+                                              trial=candidate.release_id)
+        assert detail == Resolution(version=None, source="offline",
+                                    reason="prog/gopay/production is offline: fraud report")
+        assert await trial_versions(resolver, candidate.release_id, ["alice", "bob"]) == [
+            None, None]
+
+
+async def test_the_cache_answers_trial_links_as_the_database_does(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await to_released(db_pool, Release("1.0.0"))
+    candidate = Release("1.1.0")
+    await serve_candidate(db_pool, candidate, 20, whitelist=["alice"])
+    await trial_members(db_pool, "tess", "tom")
+    cache = ChannelCache(db_pool, clock=FakeClock())
+    users = ["alice", "tess", "tom", *USERS[:200]]
+
+    for user in users:
+        assert await resolve_version_detail(
+            cache, "prog", "gopay", user, trial=candidate.release_id
+        ) == await resolve_version_detail(
+            db_pool, "prog", "gopay", user, trial=candidate.release_id)
+    assert cache.reads == 2, "one read of the channel, one of the trial release"
+    assert cache.weight == (1 + 1) + (1 + 2), "the whitelist and the trial members weigh"
+
+
+async def test_a_new_trial_member_is_served_once_the_staleness_bound_has_passed(
+    db_pool: asyncpg.Pool,
+) -> None:
+    candidate = Release("1.0.0")
+    await ready_to_apply(db_pool, candidate)
+    clock = FakeClock()
+    cache = ChannelCache(db_pool, max_staleness=0.5, clock=clock)
+    assert await trial_versions(cache, candidate.release_id, ["tess"]) == [None]
+
+    await trial_members(db_pool, "tess")
+
+    clock.now += 0.49
+    assert await trial_versions(cache, candidate.release_id, ["tess"]) == [None], "in bound"
+    clock.now += 0.01
+    assert await trial_versions(cache, candidate.release_id, ["tess"]) == ["1.0.0"]
+
+
+async def test_trial_entries_share_the_caches_bound(db_pool: asyncpg.Pool) -> None:
+    candidate = Release("1.0.0")
+    await ready_to_apply(db_pool, candidate)
+    await trial_members(db_pool, *(f"t{n}" for n in range(10)))
+    cache = ChannelCache(db_pool, max_weight=12)
+
+    assert await trial_versions(cache, candidate.release_id, ["t3"]) == ["1.0.0"]
+    assert (cache.weight, len(cache)) == (1 + 11, 2), "the missing channel, the trial entry"
+    await resolve_version(cache, "prog", "a1", "t3")
+    assert cache.weight <= 12 and len(cache) == 2, "the least recently used entry went first"
