@@ -5,7 +5,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from mpr.cli import main, qr
 from mpr.domain.qr import ImageFormat, trial_marker
 from mpr.domain.release.stages import Stage
 from tests.catalog.factories import Release, to_released
@@ -17,10 +16,8 @@ TRIAL_ID = "release:prog:1.1.0:alipaycn:production"
 
 
 @pytest.fixture(autouse=True)
-def qr_registered(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """`mpr qr` in the parser until mpr.cli.main registers it itself; files land in tmp."""
-    if qr.register not in main.COMMAND_GROUPS:
-        monkeypatch.setattr(main, "COMMAND_GROUPS", (*main.COMMAND_GROUPS, qr.register))
+def in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Files `mpr qr` writes without a path land in the test's own directory."""
     monkeypatch.chdir(tmp_path)
 
 
