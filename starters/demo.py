@@ -7,7 +7,10 @@ the embedded stack's issuer, as `mpr login --user NAME` gives them, so the worke
 command as it would in production. Version 1.0.0 goes through a
 review rejection and a full release (GoPay allows only a full first release); version 1.1.0
 fails its first build, is rebuilt, whitelist-tested, rolled out in grayscale with a reset,
-and released, which archives 1.0.0. A third release shows a withdrawal (CANCELED).
+and released, which archives 1.0.0. Then, on GoPay's channel, 1.1.0 is rolled back to 1.0.0,
+the mini program is taken offline and brought back online; an official QR code and a trial
+code (for a release waiting on Alipay China) are written; that release is then withdrawn
+(CANCELED).
 """
 
 import asyncio
@@ -20,19 +23,29 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from mpr.catalog.admin import Membership, add_member
+from mpr.catalog.admin import (
+    Membership,
+    TrialMember,
+    add_member,
+    add_trial_member,
+    set_link_templates,
+)
 from mpr.catalog.db import create_pool
 from mpr.catalog.releases import get_release
-from mpr.catalog.rollout import resolve_version
+from mpr.catalog.rollout import resolve_version, resolve_version_detail
+from mpr.domain.channel.models import ChannelKey
 from mpr.domain.core.identity import TOKEN_FIELD
 from mpr.domain.core.models import Role
+from mpr.domain.qr import CodeKind, ImageFormat, LinkTemplates, QrRequest, trial_marker
 from mpr.domain.release.models import StartInput
 from mpr.infra.dev_issuer import DevIssuer
 from mpr.infra.entrypoint import run_and_exit
-from mpr.infra.settings import STACK_ENV_FILE, Settings, read_env_file
+from mpr.infra.settings import DATA_DIR, STACK_ENV_FILE, Settings, read_env_file
 from mpr.infra.temporal import connect
+from starters.qr_codes import make_qr_code
 from starters.releases import start_release
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "coffee-shop"
@@ -47,6 +60,8 @@ TOKEN_SHOWN = "<token>"
 # Inside the printed single-quoted JSON: close the quote, substitute the token, reopen.
 TOKEN_IN_SHELL = "'\"$(mpr token)\"'"
 SAMPLE_USERS = [f"user-{n:04d}" for n in range(1000)]
+# An example: GoPay's own deep-link scheme is GoPay's to give (docs/qr-codes.md).
+GOPAY_TEMPLATE = "https://gopay.example/mini-programs/{mini_program_id}?page={page}&query={query}"
 
 
 class DemoFailed(Exception):
@@ -71,6 +86,12 @@ class People:
                 "in only with the embedded stack's own issuer: run it against `make up` "
                 "without MPR_AUTH_ISSUER exported")
 
+    def login(self, user: str) -> None:
+        """Print `mpr login` when the next command line is someone else's."""
+        if self.signed_in != user:
+            print(f"  $ mpr login --user {user}")
+            self.signed_in = user
+
     def sent_by(self, user: str, payload: dict[str, Any]) -> dict[str, Any]:
         if self._issuer is None:
             return {"actor": user, **payload}
@@ -87,9 +108,7 @@ class Operator:
 
     async def signal(self, user: str, name: str, payload: dict[str, Any],
                      expect: str) -> dict[str, Any]:
-        if self.people.signed_in != user:
-            print(f"  $ mpr login --user {user}")
-            self.people.signed_in = user
+        self.people.login(user)
         shown = {TOKEN_FIELD: TOKEN_SHOWN, **payload}
         line = shlex.join(["temporal", "workflow", "signal", "--workflow-id", self.handle.id,
                            "--name", name, "--input", json.dumps(shown)])
@@ -153,8 +172,6 @@ async def release_two_versions(client: Client, db: asyncpg.Pool, task_queue: str
     withdrawn = await _release(client, task_queue, people, program, "1.0.0", SAMPLES / "1.0.0",
                                target_app="alipaycn")
     await withdrawn.follow("READY_TO_APPLY")
-    await withdrawn.signal("olga", "cancel_release", {"reason": "launching on GoPay first"},
-                           "CANCELED")
 
     second = await _release(client, task_queue, people, program, "1.1.0", SAMPLES / "1.1.0-broken")
     await second.follow("BUILD_FAILED")
@@ -183,6 +200,77 @@ async def release_two_versions(client: Client, db: asyncpg.Pool, task_queue: str
     if previous is None or previous.stage != "ARCHIVED":
         raise DemoFailed(f"1.0.0 should be ARCHIVED, the catalog says {previous}")
     print(f"1.1.0 is released; the catalog archived 1.0.0 ({first.handle.id} -> ARCHIVED)")
+
+    await after_go_live(client, db, people, program)
+    await qr_codes(db, people, program, withdrawn.handle.id)
+    await withdrawn.signal("olga", "cancel_release", {"reason": "launching on GoPay first"},
+                           "CANCELED")
+
+
+async def after_go_live(client: Client, db: asyncpg.Pool, people: People, program: str) -> None:
+    """The channel GoPay serves the program on: rollback, the emergency brake, back online."""
+    key = ChannelKey(mini_program_id=program, target_app="gopay")
+    print(f"\n{key.workflow_id}: what GoPay users are served, after go-live")
+    channel = client.get_workflow_handle(key.workflow_id)
+    for args, name, payload in [
+        (["rollback", "--reason", "checkout fails on 1.1.0"], "rollback",
+         {"reason": "checkout fails on 1.1.0"}),
+        (["offline", "--reason", "payment provider incident"], "take_offline",
+         {"reason": "payment provider incident"}),
+        (["online", "--reason", "incident resolved"], "bring_online",
+         {"reason": "incident resolved"}),
+    ]:
+        people.login("adam")
+        print(f"  $ {shlex.join(['mpr', args[0], program, '--app', 'gopay', *args[1:]])}")
+        status = await _channel_command(channel, name, people.sent_by("adam", payload))
+        resolution = await resolve_version_detail(db, program, "gopay", "user-0003")
+        print(f"    -> {status['state']}, stable version {status['stable_version']}; "
+              f"user-0003 gets {resolution.version or 'nothing'} ({resolution.reason})")
+
+
+async def _channel_command(channel: WorkflowHandle[Any, Any], name: str,
+                           payload: dict[str, Any], within: float = 60) -> dict[str, Any]:
+    """The channel is started by the release that went live: wait until it answers."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            status: dict[str, Any] = await channel.execute_update(name, payload)
+            return status
+        except RPCError as error:  # the release's notice has not started it yet
+            if error.status is not RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+        except WorkflowUpdateFailedError as error:
+            raise DemoFailed(f"{name} was refused: {error.cause}") from None
+        await asyncio.sleep(0.2)
+
+
+async def qr_codes(db: asyncpg.Pool, people: People, program: str, trial_release: str) -> None:
+    """An official code for GoPay (with a template the demo sets: GoPay's own scheme is
+    GoPay's to give) and a trial code for the release waiting on Alipay China (whose template
+    is seeded), written under .data/demo/."""
+    print("\nQR codes")
+    folder = DATA_DIR / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"  $ mpr admin target-app set gopay --official-link-template '{GOPAY_TEMPLATE}'")
+    await set_link_templates(db, "gopay", LinkTemplates(official=GOPAY_TEMPLATE))
+    official = folder / f"{program}-gopay.png"
+    print(f"  $ mpr qr official --program {program} --app gopay --output {official}")
+    code = await make_qr_code(db, QrRequest(mini_program_id=program, target_app="gopay"),
+                              official)
+    print(f"    wrote {official}: {code.link}")
+
+    print(f"  $ mpr admin trial-member add --mini-program {program} --user user-0003")
+    await add_trial_member(db, TrialMember(mini_program_id=program, user_id="user-0003"))
+    trial = folder / f"{program}-alipaycn-trial.svg"
+    print(f"  $ mpr qr trial {trial_release} --output {trial}")
+    code = await make_qr_code(db, QrRequest(kind=CodeKind.TRIAL, mini_program_id=program,
+                                            target_app="alipaycn", version="1.0.0",
+                                            image_format=ImageFormat.SVG), trial)
+    print(f"    wrote {trial}: {code.link}")
+    marker = trial_marker(code.link)
+    for user in ("user-0003", "user-0004"):
+        resolution = await resolve_version_detail(db, program, "alipaycn", user, trial=marker)
+        print(f"    scanned by {user}: {resolution.version or 'nothing'} ({resolution.reason})")
 
 
 async def _release(client: Client, task_queue: str, people: People, program: str,
