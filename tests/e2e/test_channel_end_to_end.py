@@ -149,3 +149,35 @@ async def test_a_program_live_before_channels_gets_one_with_its_first_command(
                         as_user="admin")
     assert unknown.code != 0
     assert "not in the catalog" in unknown.err
+
+
+async def test_commands_in_flight_survive_continue_as_new(
+    worker: WorkerProcess, client: Client, temporal_cli: TemporalCli,
+    catalog_db: asyncpg.Pool, tmp_path: Path,
+) -> None:
+    """Batches of concurrent commands until the dev server (suggesting continue-as-new at 400
+    events) has the channel continue as new: every command is answered, and every one is
+    recorded once, in the workflow's count and in the catalog."""
+    program = f"coffee-{uuid.uuid4().hex[:8]}"
+    channel_id = f"channel:{program}:gopay:production"
+    await released(client, worker.env["TEMPORAL_TASK_QUEUE"], program, "1.0.0", tmp_path)
+    await channel_answers(temporal_cli, channel_id, "1.0.0")
+    handle = client.get_workflow_handle(channel_id)
+    first_run = (await handle.describe()).run_id
+    sent = 0
+    for _ in range(30):
+        batch = [("take_offline", {"reason": "drill"}) if n % 2 == 0 else ("bring_online", {})
+                 for n in range(10)]
+        answers = await asyncio.gather(*(
+            handle.execute_update(name, signed("admin", payload)) for name, payload in batch),
+            return_exceptions=True)
+        sent += len(batch)
+        for answer in answers:  # accepted, or refused by the rules: never lost
+            assert isinstance(answer, dict) or "CommandRejected" in repr(answer.__cause__), answer
+        if (await handle.describe()).run_id != first_run:
+            break
+    assert (await handle.describe()).run_id != first_run, "the channel continued as new"
+    status = await handle.query("status")
+    assert status["audit_count"] == sent
+    assert await catalog_db.fetchval(
+        "SELECT count(*) FROM channel_events WHERE mini_program_id = $1", program) == sent
