@@ -20,13 +20,16 @@ Failures are `starters.errors.ClientError`s, each channel error a subclass of th
 """
 
 import re
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import AsyncGenerator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionDescription
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.converter import decode_typed_search_attributes
 
 from mpr.domain.channel.models import ChannelKey, ChannelStart, ChannelVersions
 from mpr.domain.channel.rules import CHANNEL
@@ -94,6 +97,28 @@ class ChannelCommandRefused(ChannelClientError, WorkflowRefused):
         self.state = state
 
 
+class ChannelChange(BaseModel):
+    """What a channel serves, as its search attributes recorded it at `at`."""
+
+    state: ChannelState
+    stable_version: str | None
+    at: datetime
+
+
+def channel_change(event: HistoryEvent) -> ChannelChange | None:
+    """The state an event records: an upsert of the channel's search attributes."""
+    if event.event_type != EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+        return None
+    attributes = decode_typed_search_attributes(
+        event.upsert_workflow_search_attributes_event_attributes.search_attributes)
+    state = attributes.get(sa.CHANNEL_STATE)
+    if state is None:
+        return None
+    return ChannelChange(state=ChannelState(state),
+                         stable_version=attributes.get(sa.STABLE_VERSION),
+                         at=event.event_time.ToDatetime(tzinfo=UTC))
+
+
 class ChannelSummary(BaseModel):
     """One channel as the visibility store lists it (no worker involved)."""
 
@@ -148,6 +173,43 @@ class ChannelClient:
         versions: ChannelVersions = await self._access.query(key.workflow_id, "versions",
                                                              ChannelVersions)
         return versions
+
+    async def changes(self, key: ChannelKey) -> AsyncGenerator[ChannelChange, None]:
+        """What the channel serves now, then every change as it is recorded, following
+        continue-as-new, for as long as the channel runs (ChannelFinished if it is stopped)."""
+        workflow_id = key.workflow_id
+        last: ChannelChange | None = None
+        while True:
+            run = await self._access.describe(workflow_id)
+            async for change in self._run_changes(workflow_id, run):
+                if last is None or (change.state, change.stable_version) != (
+                        last.state, last.stable_version):
+                    last = change
+                    yield change
+            latest = await self._access.describe(workflow_id)
+            if latest.run_id == run.run_id:
+                await self._access.raise_if_failed(workflow_id, latest)
+                raise ChannelFinished(workflow_id, latest)
+            # Otherwise the run continued as new: follow the next one.
+
+    async def _run_changes(self, workflow_id: str, run: WorkflowExecutionDescription
+                           ) -> AsyncGenerator[ChannelChange, None]:
+        """One run's state once its history so far is read, then each change it records."""
+        handle = self._client.get_workflow_handle(workflow_id, run_id=run.run_id)
+        latest: ChannelChange | None = None
+        caught_up = False
+        async with self._access.errors(workflow_id):
+            async for event in handle.fetch_history_events(wait_new_event=True,
+                                                           skip_archival=True):
+                change = channel_change(event)
+                latest = change or latest
+                if latest is None:
+                    continue
+                if not caught_up and event.event_id >= run.history_length:
+                    caught_up = True
+                    yield latest
+                elif caught_up and change is not None:
+                    yield change
 
     async def list(self, *, mini_program_id: str | None = None,
                    state: ChannelState | str | None = None,

@@ -62,6 +62,7 @@ class MiniProgramChannel:
             ChannelTransitionResult,
         ] = CommandCore(CHANNEL, self, audit_entry=audit_entry, metric="mpr_channel_commands",
                         still_starting=STILL_STARTING)
+        self._published: tuple[ChannelState, str | None] | None = None
 
     @workflow.run
     async def run(self, request: Any, carried: Any = None) -> None:
@@ -182,8 +183,9 @@ class MiniProgramChannel:
         return state if result.view is None else state.seen(result.view, at)
 
     def adopted(self, before: ChannelWorkflowState, after: ChannelWorkflowState) -> None:
-        if (after.state, after.view.stable_version) != (before.state,
-                                                        before.view.stable_version):
+        # Against what was published, not `before`: a write's answer (the catalog's view)
+        # is settled into the state before the decision is adopted.
+        if (after.state, after.view.stable_version) != self._published:
             workflow.logger.info("channel moved", extra={
                 "state": after.state, "stable_version": after.view.stable_version,
                 "previous_state": before.state})
@@ -202,6 +204,7 @@ class MiniProgramChannel:
 
     def _publish_search_attributes(self) -> None:
         key, view = self.state.key, self.state.view
+        self._published = (view.state, view.stable_version)
         workflow.upsert_search_attributes([
             sa.MINI_PROGRAM_ID.value_set(key.mini_program_id),
             sa.TARGET_APP.value_set(key.target_app),

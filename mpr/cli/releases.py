@@ -52,12 +52,16 @@ from mpr.cli.output import (
     table,
     when,
 )
+from mpr.domain.channel.models import PREFIX as CHANNEL_PREFIX
+from mpr.domain.channel.models import parse_channel_id
+from mpr.domain.channel.stages import ChannelState
 from mpr.domain.release.models import Environment, Reviewer, StartInput
 from mpr.domain.release.rules import RELEASE
 from mpr.domain.release.stages import Stage
 from mpr.domain.release.state import ReleaseStatus
 from mpr.infra.exit_codes import USAGE
 from mpr.infra.settings import Settings
+from starters.channels import ChannelClient
 from starters.releases import (
     DEFAULT_LIST_LIMIT,
     ReleaseClient,
@@ -322,10 +326,12 @@ async def _list(args: argparse.Namespace) -> None:
 
 def _register_watch(commands: Subcommands) -> None:
     watch = commands.add_parser(
-        "watch", help="follow a release live until it is RELEASED or CANCELED")
+        "watch", help="follow a release live until it is RELEASED or CANCELED, or a channel "
+                      "(channel:PROGRAM:APP:ENV) as it changes")
     _add_release(watch)
-    watch.add_argument("--until", type=_stage, metavar="STAGE",
-                       help="stop when the release reaches STAGE")
+    watch.add_argument("--until", metavar="STAGE",
+                       help="stop when the release reaches STAGE (for a channel id: when the "
+                            "channel is in STATE, e.g. OFFLINE)")
     watch.set_defaults(handler=_watch)
 
 
@@ -381,7 +387,14 @@ class WatchDisplay:
 
 
 async def _watch(args: argparse.Namespace) -> None:
+    if (args.release or args.id or "").startswith(f"{CHANNEL_PREFIX}:"):
+        await _watch_channel(args)
+        return
     ref = _release_ref(args)
+    try:
+        until = _stage(args.until) if args.until else None
+    except argparse.ArgumentTypeError as error:
+        raise CliError(str(error), USAGE) from None
     releases = await _connect()
     display = WatchDisplay(sys.stdout)
     animation = asyncio.create_task(display.animate())
@@ -391,14 +404,32 @@ async def _watch(args: argparse.Namespace) -> None:
             async for change in changes:
                 display.show(change)
                 last = change.stage
-                if change.stage is args.until:
+                if change.stage is until:
                     return
     finally:
         animation.cancel()
         display.clear()
     # The release finished (RELEASED or CANCELED) without reaching --until.
-    if args.until:
+    if until:
         raise ReleaseFinished(ref.release_id, last)
+
+
+async def _watch_channel(args: argparse.Namespace) -> None:
+    """A channel never finishes: its state and stable version as they change, until --until
+    (a channel state) or Ctrl-C."""
+    try:
+        key = parse_channel_id(args.release or args.id)
+        until = ChannelState(args.until.upper()) if args.until else None
+    except ValueError as error:
+        raise CliError(str(error), USAGE) from None
+    channels = await ChannelClient.connect()
+    async with aclosing(channels.changes(key)) as changes:
+        async for change in changes:
+            local_time = change.at.astimezone().strftime("%H:%M:%S")
+            print(f"{local_time}  {change.state}  stable version {change.stable_version or '-'}",
+                  flush=True)
+            if change.state is until:
+                return
 
 
 # --- operator commands ---------------------------------------------------------------------

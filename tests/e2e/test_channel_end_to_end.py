@@ -14,7 +14,7 @@ import asyncpg
 from temporalio.client import Client, WorkflowHandle
 
 from mpr.catalog.rollout import resolve_version_detail
-from mpr.infra.exit_codes import REFUSED
+from mpr.infra.exit_codes import REFUSED, USAGE
 from starters.releases import start_release
 from tests.e2e.test_release_end_to_end import SAMPLES, request
 from tests.mpr_runner import Mpr
@@ -144,6 +144,12 @@ async def test_a_program_live_before_channels_gets_one_with_its_first_command(
     assert await served(catalog_db, program) == (None, "offline")
     status = await mpr("channel", "status", program, "--app", "gopay")
     assert "admin takedown by admin" in status.out
+    watched = await mpr("watch", channel_id, "--until", "offline")
+    assert watched.code == 0, watched.err
+    assert "OFFLINE  stable version 1.0.0" in watched.out
+    refused = await mpr("watch", f"release:{program}:1.0.0:gopay:production", "--until",
+                        "OFFLINE")
+    assert "unknown stage 'OFFLINE'" in refused.error(USAGE)
 
     unknown = await mpr("offline", "no-such-program", "--app", "gopay", "--reason", "x",
                         as_user="admin")
