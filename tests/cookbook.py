@@ -1,5 +1,6 @@
-"""Reading the cookbooks (docs/release-cookbook.md, docs/mini-service-cookbook.md) and running
-their lines against the test stack as an operator's shell would.
+"""Reading the cookbooks (docs/release-cookbook.md, docs/mini-service-cookbook.md,
+docs/channel-cookbook.md) and running their lines against the test stack as an operator's shell
+would.
 
 A cookbook's `temporal` and `tctl` lines are grouped under the `# name:` comment that heads
 them. The other lines set the shell up: `export`s (the servers' addresses, which the tests
@@ -22,6 +23,7 @@ from tests.stack import WorkerProcess
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 RELEASE_COOKBOOK = DOCS / "release-cookbook.md"
 SERVICE_COOKBOOK = DOCS / "mini-service-cookbook.md"
+CHANNEL_COOKBOOK = DOCS / "channel-cookbook.md"
 PRODUCTION = DOCS / "production.md"
 COMMAND_LINE = ("temporal ", "tctl ")
 # Shell variables a setup line assigns: `NAME=...` at the start or after `&&`, `;`, `|`.
