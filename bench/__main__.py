@@ -6,8 +6,8 @@ timing, the size of each figure, the machine), then stop everything.
 `--full` (`make bench-full`) runs them at the large sizes (300 releases at once, 5,000 parked)
 and writes bench/results/full.json and full-details.json instead; `--quick` runs every benchmark
 small (a smoke test of the suite, not figures to report); `--only NAME[,NAME]` runs some of them
-(build, resolution, compatibility, lifecycle, parked); `--profile DIR` records py-spy profiles
-of the benchmark workers. Only a whole run without --quick, --only or --profile writes
+(build, resolution, rollback, compatibility, lifecycle, parked); `--profile DIR` records py-spy
+profiles of the benchmark workers. Only a whole run without --quick, --only or --profile writes
 latest.json (or full.json); any other writes partial.json.
 """
 
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import build, compatibility, lifecycle, parked, resolution
+from bench import build, channel_rollback, compatibility, lifecycle, parked, resolution
 from bench.results import Result, Target, figure, table, write_json
 from bench.sizes import DEFAULT, FULL, QUICK, Sizes
 from bench.sources import big_tree
@@ -64,6 +64,14 @@ async def bench_resolution(stack: BenchStack, sizes: Sizes) -> Figures:
     return await resolution.run(await stack.catalog(), seconds=sizes.resolution_seconds)
 
 
+async def bench_rollback(stack: BenchStack, sizes: Sizes) -> Figures:
+    print(f"rollback: {sizes.rollbacks} rollbacks, one at a time, watched by "
+          f"{sizes.rollback_clients} lookup clients, each with its own ChannelCache ...",
+          flush=True)
+    return await channel_rollback.run(stack, rollbacks=sizes.rollbacks,
+                                      clients=sizes.rollback_clients)
+
+
 async def bench_compatibility(stack: BenchStack, sizes: Sizes) -> Figures:
     print("compatibility: 24 cells against one ...", flush=True)
     tree = await asyncio.to_thread(big_tree, stack.sources / "big-tree")
@@ -93,6 +101,7 @@ async def bench_parked(stack: BenchStack, sizes: Sizes) -> Figures:
 BENCHMARKS: dict[str, Callable[[BenchStack, Sizes], Awaitable[Figures]]] = {
     "build": bench_build,
     "resolution": bench_resolution,
+    "rollback": bench_rollback,
     "compatibility": bench_compatibility,
     "lifecycle": bench_lifecycle,
     "parked": bench_parked,

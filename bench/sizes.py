@@ -38,6 +38,10 @@ class Sizes:
     build_rounds: int
     matrix_rounds: int
     resolution_seconds: float
+    rollbacks: int
+    """Channels rolled back, one after the other, each once (one delay each)."""
+    rollback_clients: int
+    """Lookup loops watching them, each with a ChannelCache and a pool of its own."""
 
     def __post_init__(self) -> None:
         if self.parked < self.status_samples + self.command_samples:
@@ -63,6 +67,8 @@ class Sizes:
                      f"{self.status_samples} to as many baselines, 4 at a time")
         command = (f"{parked}; {self.command_samples} commands to as many of them and "
                    f"{self.command_samples} to as many floors, 4 at a time")
+        rollback = (f"{self.rollbacks} rollbacks of as many channels, one at a time, "
+                    f"{self.rollback_clients} lookup clients")
         return {
             "build_seconds_vs_zip": f"5,000 files, 50 MiB, medians of {self.build_rounds}",
             "build_byte_identical_runs": f"{self.build_rounds} builds",
@@ -77,6 +83,8 @@ class Sizes:
             "parked_update_to_status_p99_ms": to_status,
             "command_round_trip_p50_ms": command,
             "command_round_trip_p99_ms": command,
+            "rollback_seen_by_every_lookup_p50_ms": rollback,
+            "rollback_seen_by_every_lookup_p99_ms": rollback,
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -90,11 +98,13 @@ def cache_for(parked: int) -> int:
 
 QUICK = Sizes(name="quick", lifecycle_at_once=10, parked=20, cache=10, parked_at_once=5,
               status_samples=10, command_samples=10, build_rounds=1, matrix_rounds=2,
-              resolution_seconds=2.0)
+              resolution_seconds=2.0, rollbacks=10, rollback_clients=4)
 DEFAULT = Sizes(name="default", lifecycle_at_once=50, parked=1000, cache=cache_for(1000),
                 parked_at_once=50, status_samples=250, command_samples=MIN_SAMPLES,
-                build_rounds=3, matrix_rounds=5, resolution_seconds=6.0)
+                build_rounds=3, matrix_rounds=5, resolution_seconds=6.0, rollbacks=50,
+                rollback_clients=4)
 FULL = Sizes(name="full", lifecycle_at_once=300, parked=5000, cache=cache_for(5000),
              parked_at_once=100, status_samples=MIN_SAMPLES, command_samples=MIN_SAMPLES,
-             build_rounds=3, matrix_rounds=5, resolution_seconds=8.0)
+             build_rounds=3, matrix_rounds=5, resolution_seconds=8.0, rollbacks=200,
+             rollback_clients=4)
 PRESETS = {sizes.name: sizes for sizes in (QUICK, DEFAULT, FULL)}
