@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.identity import Authenticator
+from mpr.domain.channel.models import ChannelNotice
 from mpr.domain.core.identity import IdentityVerdict
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import (
@@ -81,6 +82,8 @@ class FakeCatalog:
     """Why each channel taken offline is (channel_fakes.FakeChannelCatalog keeps it)."""
     promoted: Callable[[ReleaseRow], None] | None = None
     """Told of every release made its channel's stable version (a channel fake follows)."""
+    notices: list[ChannelNotice] = field(default_factory=list)
+    """The channels told that a release of theirs reached RELEASED."""
 
     @activity.defn(name="load_release_context")
     async def load_release_context(self, request: ReleaseContextRequest) -> ReleaseContext:
@@ -142,6 +145,11 @@ class FakeCatalog:
         return self.takedowns.get((channel.mini_program_id, channel.target_app,
                                    channel.environment.value))
 
+    @activity.defn(name="notify_channel")
+    async def notify_channel(self, notice: ChannelNotice) -> str:
+        self.notices.append(notice)
+        return ""
+
     @activity.defn(name="build_package")
     async def build_package(self, request: BuildRequest) -> PackageFacts:
         self.build_started += 1
@@ -170,7 +178,7 @@ class FakeCatalog:
     def activities(self) -> list[object]:
         return [self.load_release_context, self.authenticate_release_actor,
                 self.load_actor_roles, self.record_transition, self.channel_takedown,
-                self.build_package, self.test_compatibility_cell]
+                self.notify_channel, self.build_package, self.test_compatibility_cell]
 
     def events(self, command: str | None = None) -> list[CatalogTransition]:
         return [t for t in self.transitions if command is None or t.event.command == command]

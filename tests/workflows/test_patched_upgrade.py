@@ -41,7 +41,14 @@ with workflow.unsafe.imports_passed_through():
 from workflows.release import WORKFLOW_TYPE, MiniProgramRelease
 
 HISTORIES = Path(__file__).parents[1] / "histories"
-RELEASE_HISTORIES = sorted(HISTORIES.glob("release_*.json"))
+def of_releases(path: Path) -> bool:
+    """A recording of a release (a path that starts a release's channel records that too)."""
+    start = json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"]
+    return bool(start["workflowType"]["name"] == WORKFLOW_TYPE)
+
+
+RELEASE_HISTORIES = [path for path in sorted(HISTORIES.glob("release_*.json"))
+                     if of_releases(path)]
 # Paths that build, so the changed step is on them.
 BUILDING_HISTORIES = ["release_full.json", "release_build_failure_rebuild.json"]
 PATCH_ID = "scan-source-before-build"
