@@ -80,6 +80,8 @@ WORKFLOW_TYPE = "MiniProgramRelease"
 WITHDRAW_SIGNAL = "withdraw_by_channel"
 # A release reaching RELEASED starts its channel's workflow, or tells it (docs/channels.md).
 CHANNEL_NOTICE = "channel-notice"
+# A release built without basic_info takes its name (and description) from app.json.
+PREFILL_BASIC_INFO = "prefill-basic-info"
 STILL_STARTING = (
     "the release is still starting (loading its target app policy from the catalog); "
     "ask again in a moment"
@@ -232,8 +234,10 @@ class MiniProgramRelease:
             await self._finished_work("build_failed", Stage.BUILDING,
                                       lambda s: build_failed(s, message, workflow.now()))
             return
+        prefill = workflow.patched(PREFILL_BASIC_INFO)
         await self._finished_work("build_succeeded", Stage.BUILDING,
-                                  lambda s: build_succeeded(s, package, workflow.now()))
+                                  lambda s: build_succeeded(s, package, workflow.now(),
+                                                            prefill_basic_info=prefill))
 
     async def _test_compatibility(self) -> None:
         package = self.state.package

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
@@ -26,7 +27,7 @@ from tests.workflows.driving import (
 )
 from tests.workflows.release_fakes import POLICIES, FakeCatalog
 from workflows import search_attributes as sa
-from workflows.release import MiniProgramRelease
+from workflows.release import PREFILL_BASIC_INFO, MiniProgramRelease
 
 
 async def refused(handle: Any, name: str, **payload: Any) -> str:
@@ -419,3 +420,75 @@ async def test_a_command_the_catalog_refuses_changes_nothing(
     catalog.refused_commands = set()
     status = await command(handle, "apply_release", actor="dev")
     assert status["stage"] == "UNDER_REVIEW", "the release goes on"
+
+
+# --- basic_info prefilled from app.json (patch `prefill-basic-info`) -----------------------
+
+
+def patch_markers(history: Any, patch_id: str) -> int:
+    return sum(1 for e in history.events
+               if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+               and patch_id.encode() in e.marker_recorded_event_attributes.SerializeToString())
+
+
+async def test_basic_info_is_prefilled_from_the_manifest_when_the_config_has_none(
+    releases: Releases, catalog: FakeCatalog
+):
+    handle = await releases.start(config={})
+    status = await wait_for_stage(handle, "READY_TO_APPLY")
+    # The fake build's app.json names the program "Coffee" and has no description.
+    assert status["config"]["basic_info"] == {"name": "Coffee", "description": "", "icon": ""}
+    entries = (await handle.query("audit_log"))["entries"]
+    [noted] = [e for e in entries if e["command"] == "build_succeeded"]
+    assert noted["reason"] == "basic_info prefilled from app.json (name)"
+    [built] = catalog.events("build_succeeded")
+    assert built.event.reason == noted["reason"], "the catalog's audit row says so too"
+
+    status = await command(handle, "apply_release", actor="dev")
+    assert status["stage"] == "UNDER_REVIEW"
+    assert status["config"]["basic_info"]["name"] == "Coffee"
+
+    await command(handle, "cancel_release", actor="owner")
+    await handle.result()
+    history = await handle.fetch_history()
+    assert patch_markers(history, PREFILL_BASIC_INFO) == 1
+    replayer = Replayer(workflows=[MiniProgramRelease], data_converter=TEST_CONVERTER)
+    await replayer.replay_workflow(history)
+
+
+async def test_a_prefilled_basic_info_is_changed_with_update_config_before_apply(
+    releases: Releases,
+):
+    handle = await releases.start(config={})
+    status = await wait_for_stage(handle, "READY_TO_APPLY")
+    assert status["config"]["basic_info"]["name"] == "Coffee"
+    status = await command(handle, "update_config", actor="dev", config={
+        "basic_info": {"name": "Coffee Shop", "description": "Order ahead"}})
+    assert status["config"]["basic_info"] == {
+        "name": "Coffee Shop", "description": "Order ahead", "icon": ""}
+
+    # A rebuild's manifest does not overwrite what the operator set.
+    await command(handle, "rebuild", actor="dev")
+    status = await wait_for_stage(handle, "READY_TO_APPLY")
+    assert status["config"]["basic_info"]["name"] == "Coffee Shop"
+
+    status = await command(handle, "apply_release", actor="dev")
+    assert status["stage"] == "UNDER_REVIEW"
+    assert status["config"]["basic_info"] == {
+        "name": "Coffee Shop", "description": "Order ahead", "icon": ""}
+    # Under review, basic_info still changes (and only it), as before.
+    status = await command(handle, "update_config", actor="dev",
+                           config={"basic_info": {"name": "Cafe"}})
+    assert status["config"]["basic_info"]["name"] == "Cafe"
+
+
+async def test_a_basic_info_given_at_the_start_is_not_prefilled(
+    releases: Releases, catalog: FakeCatalog
+):
+    handle = await releases.start()  # start_input names it "Coffee Shop"; app.json "Coffee"
+    status = await wait_for_stage(handle, "READY_TO_APPLY")
+    assert status["config"]["basic_info"] == {"name": "Coffee Shop", "description": "",
+                                              "icon": ""}
+    entries = (await handle.query("audit_log"))["entries"]
+    [built] = [e for e in entries if e["command"] == "build_succeeded"]
+    assert built["reason"] is None

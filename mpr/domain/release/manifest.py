@@ -15,8 +15,12 @@ The contract, as checked here:
 - `minBaseVersion` (optional): a dotted numeric version such as "2.7.0";
 - `jsapis` (optional): a list of unique, non-empty API names such as "my.tradePay".
 
-`null` counts as absent for the optional fields. Other fields (window, tabBar, ...) belong to
-the mini program runtime and are not checked here.
+`null` counts as absent for the optional fields. `description` (optional) is read but never
+refused: a non-blank string of at most 1000 characters (basic_info's limit) is kept in the
+manifest, where a release without basic_info takes it with the name (seed 000, "Check the basic
+information"); anything else is left out, as a description the runtime ignores must not fail a
+build. Other fields (window, tabBar, ...) belong to the mini program runtime and are not
+checked here.
 """
 
 import json
@@ -25,7 +29,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from mpr.domain.release.models import AppManifest
+from mpr.domain.release.models import MAX_DESCRIPTION_LENGTH, AppManifest
 
 MANIFEST_PATH = "app.json"
 
@@ -89,6 +93,7 @@ def validate_manifest(document: object, files: Iterable[str], release_version: s
         pages=document["pages"],
         min_base_version=document.get("minBaseVersion"),
         jsapis=document.get("jsapis") or [],
+        description=manifest_description(document.get("description")),
     )
 
 
@@ -98,6 +103,14 @@ def base_version_key(version: str) -> tuple[int, ...]:
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+def manifest_description(description: object) -> str | None:
+    """app.json's description if basic_info could take it; None (not a problem) otherwise."""
+    if (isinstance(description, str) and description.strip()
+            and len(description) <= MAX_DESCRIPTION_LENGTH):
+        return description
+    return None
 
 
 def _name_problems(name: object) -> list[str]:

@@ -29,6 +29,8 @@ HOSTNAME = re.compile(
 
 MAX_DOMAINS = 100
 MAX_WHITELIST_USERS = 1000
+MAX_DESCRIPTION_LENGTH = 1000
+"""Of basic_info's description, and of the description a package's app.json may carry."""
 
 
 class Reviewer(StrEnum):
@@ -58,7 +60,7 @@ DomainList = Annotated[list[Domain], Field(max_length=MAX_DOMAINS), AfterValidat
 
 class BasicInfo(Strict):
     name: str = Field(min_length=1, max_length=64)
-    description: str = Field(default="", max_length=1000)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_LENGTH)
     icon: str = Field(default="", max_length=2048)
 
 
@@ -66,7 +68,7 @@ class BasicInfoPatch(Strict):
     """Fields of basic information to change; absent fields keep their value."""
 
     name: str | None = Field(default=None, min_length=1, max_length=64)
-    description: str | None = Field(default=None, max_length=1000)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
     icon: str | None = Field(default=None, max_length=2048)
 
 
@@ -197,6 +199,12 @@ class AppManifest(BaseModel):
     pages: list[str]
     min_base_version: str | None = None
     jsapis: list[str] = []
+    # Left out of what is written when unset, so that what runs carry (and workers of the
+    # previous version read) stays as it was for packages without one.
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH,
+                                    exclude_if=lambda value: value is None)
+    """app.json's `description` when it is a non-blank string that fits basic_info's
+    description; None otherwise (packages built before the field existed have None too)."""
 
 
 class BuildRequest(BaseModel):

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
+from mpr.domain.core.commands import describe
 from mpr.domain.core.models import Role
 from mpr.domain.core.rules import Accepted, Lifecycle, Rejected, Rule
 from mpr.domain.release.commands import (
@@ -44,6 +47,7 @@ from mpr.domain.release.commands import (
     UpdateConfig,
 )
 from mpr.domain.release.models import (
+    AppManifest,
     Approval,
     BasicInfo,
     BasicInfoPatch,
@@ -175,13 +179,42 @@ def _cancel_release(state: ReleaseState, command: CancelRelease, now: datetime) 
 
 
 def build_succeeded(
-    state: ReleaseState, package: PackageFacts, now: datetime
+    state: ReleaseState, package: PackageFacts, now: datetime, *, prefill_basic_info: bool = False
 ) -> Accepted[ReleaseState, Effects]:
+    """The package is built: test it next.
+
+    With `prefill_basic_info` (the workflow's `prefill-basic-info` patch; off for releases
+    recorded before it), a release whose config has no basic_info takes it from the package's
+    app.json: its name, and its description where it has one (seed 000, "Check the basic
+    information"). Only an absent basic_info is filled: one given at the start, by
+    update_config or apply_release, or prefilled by an earlier build, is never replaced, so a
+    rebuild does not follow a new app.json (change it with update_config). A name that does
+    not fit basic_info leaves it absent, and apply_release refuses as before.
+    """
+    config, note = state.config, None
+    if prefill_basic_info and config.basic_info is None:
+        try:
+            basic_info = basic_info_from_manifest(package.manifest)
+        except ValidationError as error:
+            note = f"basic_info not prefilled: app.json does not fit it ({describe(error)})"
+        else:
+            config = config.model_copy(update={"basic_info": basic_info})
+            taken = "name and description" if package.manifest.description else "name"
+            note = f"basic_info prefilled from app.json ({taken})"
     return accepted(
         _moved(state, Stage.COMPATIBILITY_TESTING, now, pending_work=Work.COMPATIBILITY,
-               package=package, build_error=None),
+               package=package, build_error=None, config=config),
         Effects(package=package),
+        note,
     )
+
+
+def basic_info_from_manifest(manifest: AppManifest) -> BasicInfo:
+    """basic_info as app.json names the program; ValidationError when it does not fit."""
+    values = {"name": manifest.name}
+    if manifest.description:
+        values["description"] = manifest.description
+    return BasicInfo.model_validate(values)
 
 
 def build_failed(state: ReleaseState, error: str, now: datetime) -> Accepted[ReleaseState, Effects]:
