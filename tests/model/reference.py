@@ -104,6 +104,17 @@ def merge_config(config: Payload, patch: Payload) -> Payload | None:
     return merged
 
 
+# The name in app.json of every package the model tests build (and no description).
+MANIFEST_NAME = "Coffee"
+
+
+def _prefilled(config: Payload) -> Payload:
+    """A build fills an absent basic_info from app.json; a given one stays."""
+    if config.get("basic_info") is not None:
+        return config
+    return {**config, "basic_info": {"name": MANIFEST_NAME, "description": "", "icon": ""}}
+
+
 @dataclass
 class ReleaseModel:
     """The releases of one mini program on one channel, and the channel's hold."""
@@ -123,7 +134,8 @@ class ReleaseModel:
         """The build (which may fail) or the compatibility matrix finished."""
         release = self.releases[release_id]
         if release.work == "build" and succeeded:
-            release = replace(release, stage=Stage.COMPATIBILITY_TESTING, work="test")
+            release = replace(release, stage=Stage.COMPATIBILITY_TESTING, work="test",
+                              config=_prefilled(release.config))
         elif release.work == "build":
             release = replace(release, stage=Stage.BUILD_FAILED, work=None)
         elif release.work == "test" and self.production:  # waits for an apply

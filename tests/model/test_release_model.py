@@ -467,7 +467,7 @@ class ReleaseRulesMachine(RuleBasedStateMachine):
         state, now = self.states[release], self._now()
         if state.pending_work is Work.BUILD:
             state = (build_failed(state, "page 'x' has no file", now) if build_fails
-                     else build_succeeded(state, PACKAGE, now)).state
+                     else build_succeeded(state, PACKAGE, now, prefill_basic_info=True)).state
         else:
             report = CompatibilityReport(report_id="r", package_sha256=PACKAGE.sha256,
                                          results=[], created_at=now)
