@@ -2,7 +2,9 @@
 and test_compatibility_cell on real bundles through ActivityEnvironment."""
 
 import asyncio
+import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -425,3 +427,22 @@ async def test_other_facts_of_the_same_file_are_measured_apart(
                                         CellTestRequest(package=lying, cell=cell()))
 
     assert "file_count is 15, expected 1" in caught.value.message
+
+
+async def test_a_package_built_before_descriptions_were_read_still_matches(
+    build: Build, samples: Path, tmp_path: Path
+) -> None:
+    """Its recorded manifest has no description, though its app.json has one: the cells of a
+    release built before the change, run on a worker after it, still judge the artifact."""
+    source = tmp_path / "described"
+    shutil.copytree(samples / "1.0.0", source)
+    manifest = json.loads((source / "app.json").read_text())
+    (source / "app.json").write_text(json.dumps({**manifest, "description": "Order ahead"}))
+    built = await build(source, "1.0.0")
+    assert built.manifest.description == "Order ahead"
+    recorded_then = built.model_copy(update={
+        "manifest": built.manifest.model_copy(update={"description": None})})
+
+    result = await run_cell(recorded_then, cell())
+
+    assert result.verdict != "fail", result

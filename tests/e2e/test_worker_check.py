@@ -18,6 +18,7 @@ from mpr.infra.servers import free_port
 from mpr.infra.settings import Settings
 from tests.stack import WorkerProcess
 from workers.check import Finding, failed, run_checks
+from workflows import search_attributes
 
 # Temporal's env config reads these from the process environment: none may leak in from the
 # developer's shell.
@@ -89,7 +90,7 @@ def test_a_good_deployment_is_reported_line_by_line(worker: WorkerProcess,
     assert started["identity_issuer"] == DEV_ISSUER and worker.env["MPR_AUTH"] == "required"
     assert f"{worker.env['TEMPORAL_ADDRESS']} (plain text), server " in text
     assert "default (closed releases kept " in text
-    assert "all 8 registered" in text
+    assert f"all {len(search_attributes.ALL)} registered" in text
     assert f"{worker.env['TEMPORAL_TASK_QUEUE']}: 1 workflow poller, 1 activity poller" in text
     assert "PostgreSQL" in text and "all applied" in text
 
