@@ -5,7 +5,8 @@
   on the benchmarked path asks for, with none of the work: the same activities in the same order
   and with the same options (trivial ones, `bench_noop`, heartbeating where the real build and
   cells heartbeat), the same search attribute upserts at the same moments, the same version
-  markers (`workflow.patched(VERIFIED_IDENTITY)`, `workflow.patched(LOCAL_CATALOG_READS)`),
+  markers (`workflow.patched(VERIFIED_IDENTITY)`, `workflow.patched(LOCAL_CATALOG_READS)`,
+  `PREFILL_BASIC_INFO` once built, `CHANNEL_NOTICE` and the `notify_channel` step once released),
   the same commands as updates (each runs what a command runs: `authenticate_release_actor` as
   a local activity, then the catalog write as a regular one), the
   same `status` query, and the same end. Its start input and command payloads carry the
@@ -52,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
         CELL_HEARTBEAT,
         CELL_RETRY,
         CELL_TIMEOUT,
+        CHANNEL_NOTICE,
+        PREFILL_BASIC_INFO,
         STILL_STARTING,
         run_cell,
     )
@@ -162,6 +165,7 @@ class BaselineRelease:
         self._path.move("BUILDING")
         await self._step("build_package", heartbeat=True, start_to_close=BUILD_TIMEOUT,
                          heartbeat_timeout=BUILD_HEARTBEAT, retry=BUILD_RETRY)
+        workflow.patched(PREFILL_BASIC_INFO)  # as the release's `_build` once built
         await self._step("record_transition")
         self._path.move("COMPATIBILITY_TESTING")
         await asyncio.gather(*(
@@ -186,6 +190,10 @@ class BaselineRelease:
             await self._read(AUTHENTICATE, identity_token=payload.get(TOKEN_FIELD))
             await self._step("record_transition")
             self._path.take(name, payload)
+            if self._path.stage == "RELEASED" and workflow.patched(CHANNEL_NOTICE):
+                # The release's notice to its channel; starting the channel's own workflow
+                # is work the release's path now causes, and is measured with it.
+                await self._step("notify_channel")
         return self._path.status()
 
     async def _read(self, name: str, *, identity_token: Any = None) -> None:
