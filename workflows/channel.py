@@ -121,6 +121,10 @@ class MiniProgramChannel:
         """A release of the channel reached RELEASED: read the catalog again. The catalog,
         not the sender, is believed: this message between workflows carries no identity."""
         await workflow.wait_condition(lambda: self._core.started)
+        released = args[0].get("release_id") if args and isinstance(args[0], dict) else None
+        if released is not None and released == self.state.view.stable_release_id:
+            # The view already serves it: a channel the notice started has just read it.
+            return
         await self._core.refresh(self._reread)
 
     async def _reread(self, state: ChannelWorkflowState) -> ChannelWorkflowState:
