@@ -50,6 +50,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 WORKFLOW_TYPE = CHANNEL_WORKFLOW_TYPE
+# Temporal suggests continuing as new past its own limits (server settings); a channel also
+# does at this history length, so that no server's settings let it grow past it.
+CONTINUE_AS_NEW_AFTER_EVENTS = 10_000
 WITHDRAW_SIGNAL = "withdraw_by_channel"
 STILL_STARTING = "the channel is still starting (reading the catalog); ask again in a moment"
 
@@ -64,6 +67,8 @@ class MiniProgramChannel:
                         still_starting=STILL_STARTING)
         self._published: tuple[ChannelState, str | None] | None = None
 
+    continue_as_new_after_events = CONTINUE_AS_NEW_AFTER_EVENTS
+
     @workflow.run
     async def run(self, request: Any, carried: Any = None) -> None:
         if carried is not None:
@@ -72,13 +77,18 @@ class MiniProgramChannel:
             await self._begin(request)
         self._publish_search_attributes()
         # A channel is served for as long as its program is: it never finishes by itself.
-        await workflow.wait_condition(lambda: workflow.info().is_continue_as_new_suggested())
+        await workflow.wait_condition(self._time_to_continue)
         await self._core.continue_as_new(
             split_token(request)[0] if isinstance(request, dict) else request)
 
     @property
     def state(self) -> ChannelWorkflowState:
         return self._core.state
+
+    def _time_to_continue(self) -> bool:
+        info = workflow.info()
+        return (info.is_continue_as_new_suggested()
+                or info.get_current_history_length() >= self.continue_as_new_after_events)
 
     # --- queries ------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from mpr.domain.channel.models import ChannelAuditEntry
+from mpr.domain.channel.state import ChannelWorkflowState
 from mpr.domain.core.ledger import Carried
 from mpr.domain.mini_service.models import ServiceAuditEntry
 from mpr.domain.mini_service.state import MiniServiceState
@@ -22,6 +24,7 @@ CONTINUED = [
     ("release_continue_as_new.run2.json", ReleaseState, AuditEntry),
     ("release_continue_as_new.run3.json", ReleaseState, AuditEntry),
     ("mini_service_continue_as_new.run2.json", MiniServiceState, ServiceAuditEntry),
+    ("channel_continue_as_new.run2.json", ChannelWorkflowState, ChannelAuditEntry),
 ]
 
 

@@ -5,6 +5,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from tests.catalog.factories import Release, to_released
 from tests.workflows.driving import command, start_input, until_answering, wait_for_stage
 from tests.workflows.handover import Handover
 from tests.workflows.release_fakes import FakeCatalog
+from tests.workflows.short_channel import SHORT_HISTORY, ShortChannel
 from workflows.channel import MiniProgramChannel
 from workflows.release import MiniProgramRelease
 
@@ -101,10 +103,11 @@ class Channels:
                                     row["sha256"], str(bundle))
 
 
-@pytest.fixture
-async def channels(
-    env: WorkflowEnvironment, db_pool: asyncpg.Pool, tmp_path: Path
+@asynccontextmanager
+async def channel_worker(
+    env: WorkflowEnvironment, db_pool: asyncpg.Pool, channel_type: type = MiniProgramChannel
 ) -> AsyncIterator[Channels]:
+    """A worker of channels (of `channel_type`) and releases, with a mini program of its own."""
     program = f"prog-{uuid.uuid4().hex[:8]}"
     for member in members(program):
         await add_member(db_pool, member)
@@ -115,7 +118,7 @@ async def channels(
     queue = f"channel-test-{uuid.uuid4()}"
     async with Worker(
         env.client, task_queue=queue,
-        workflows=[MiniProgramChannel, MiniProgramRelease, Handover],
+        workflows=[channel_type, MiniProgramRelease, Handover],
         activities=[
             fakes.build_package, fakes.test_compatibility_cell,
             catalog.load_release_context, catalog.authenticate_release_actor,
@@ -126,6 +129,12 @@ async def channels(
         ],
     ):
         yield Channels(env.client, queue, db_pool, program)
+
+
+@pytest.fixture
+async def channels(env: WorkflowEnvironment, db_pool: asyncpg.Pool) -> AsyncIterator[Channels]:
+    async with channel_worker(env, db_pool) as found:
+        yield found
 
 
 async def audited(handle: WorkflowHandle[Any, Any], count: int) -> dict[str, Any]:
@@ -271,3 +280,40 @@ async def test_a_run_that_continued_as_new_takes_commands(
     status = await command(second, "bring_online", actor="pa")
     assert (status["state"], status["audit_count"]) == ("ONLINE", 2)
     assert await channels.served() == "1.1.0"
+
+
+async def test_commands_in_flight_while_the_channel_continues_as_new_are_all_taken(
+    env: WorkflowEnvironment, db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Batches of concurrent commands until a channel that continues as new after a short
+    history does: every command is answered (accepted, or refused by the rules) and recorded
+    once, in the next run's count and in the catalog."""
+    async with channel_worker(env, db_pool, ShortChannel) as channels:
+        await channels.released_in_catalog(tmp_path, "1.0.0")
+        handle = await channels.start()
+        first_run = (await handle.describe()).run_id
+        sent = 0
+        for _ in range(SHORT_HISTORY // 10):
+            batch = [("take_offline", {"reason": "drill"}) if n % 2 == 0 else
+                     ("bring_online", {}) for n in range(6)]
+            answers = await asyncio.gather(*(
+                handle.execute_update(name, {"actor": "admin", **payload})
+                for name, payload in batch), return_exceptions=True)
+            sent += len(batch)
+            for answer in answers:
+                assert isinstance(answer, dict) or (
+                    isinstance(answer, WorkflowUpdateFailedError)
+                    and "not allowed in state" in str(answer.cause)), answer
+            if (await handle.describe()).run_id != first_run:
+                break
+        assert (await handle.describe()).run_id != first_run, "the channel continued as new"
+        status = await audited(handle, sent)
+        assert status["audit_count"] == sent
+        assert await db_pool.fetchval(
+            "SELECT count(*) FROM channel_events WHERE mini_program_id = $1",
+            channels.program) == sent
+        # The next run goes on taking commands.
+        after = ("bring_online", {}) if status["state"] == "OFFLINE" else (
+            "take_offline", {"reason": "after the handover"})
+        assert (await command(handle, after[0], actor="admin", **after[1]))[
+            "audit_count"] == sent + 1
