@@ -59,6 +59,9 @@ STILL_STARTING = "the channel is still starting (reading the catalog); ask again
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class MiniProgramChannel:
+    # A class attribute so that a test can shorten it (tests/workflows/short_channel.py).
+    continue_as_new_after_events = CONTINUE_AS_NEW_AFTER_EVENTS
+
     def __init__(self) -> None:
         self._core: CommandCore[
             ChannelWorkflowState, ChannelEffects, ChannelState, ChannelAuditEntry,
@@ -66,8 +69,6 @@ class MiniProgramChannel:
         ] = CommandCore(CHANNEL, self, audit_entry=audit_entry, metric="mpr_channel_commands",
                         still_starting=STILL_STARTING)
         self._published: tuple[ChannelState, str | None] | None = None
-
-    continue_as_new_after_events = CONTINUE_AS_NEW_AFTER_EVENTS
 
     @workflow.run
     async def run(self, request: Any, carried: Any = None) -> None:
