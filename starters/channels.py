@@ -105,8 +105,9 @@ class ChannelChange(BaseModel):
     at: datetime
 
 
-def channel_change(event: HistoryEvent) -> ChannelChange | None:
-    """The state an event records: an upsert of the channel's search attributes."""
+def channel_change(event: HistoryEvent, previous: ChannelChange | None) -> ChannelChange | None:
+    """The state an event records: an upsert of the channel's search attributes (each upsert
+    carries them all, so `previous` is not needed)."""
     if event.event_type != EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
         return None
     attributes = decode_typed_search_attributes(
@@ -181,7 +182,7 @@ class ChannelClient:
         last: ChannelChange | None = None
         while True:
             run = await self._access.describe(workflow_id)
-            async for change in self._run_changes(workflow_id, run):
+            async for change in self._access.run_positions(workflow_id, run, channel_change):
                 if last is None or (change.state, change.stable_version) != (
                         last.state, last.stable_version):
                     last = change
@@ -191,25 +192,6 @@ class ChannelClient:
                 await self._access.raise_if_failed(workflow_id, latest)
                 raise ChannelFinished(workflow_id, latest)
             # Otherwise the run continued as new: follow the next one.
-
-    async def _run_changes(self, workflow_id: str, run: WorkflowExecutionDescription
-                           ) -> AsyncGenerator[ChannelChange, None]:
-        """One run's state once its history so far is read, then each change it records."""
-        handle = self._client.get_workflow_handle(workflow_id, run_id=run.run_id)
-        latest: ChannelChange | None = None
-        caught_up = False
-        async with self._access.errors(workflow_id):
-            async for event in handle.fetch_history_events(wait_new_event=True,
-                                                           skip_archival=True):
-                change = channel_change(event)
-                latest = change or latest
-                if latest is None:
-                    continue
-                if not caught_up and event.event_id >= run.history_length:
-                    caught_up = True
-                    yield latest
-                elif caught_up and change is not None:
-                    yield change
 
     async def list(self, *, mini_program_id: str | None = None,
                    state: ChannelState | str | None = None,

@@ -398,7 +398,7 @@ class ReleaseClient:
         last: StageChange | None = None
         while True:
             run = await self._access.describe(workflow_id)
-            async for change in self._run_changes(workflow_id, run):
+            async for change in self._access.run_positions(workflow_id, run, stage_change):
                 if last is None or (change.stage, change.percent) != (last.stage, last.percent):
                     last = change
                     yield change
@@ -434,26 +434,6 @@ class ReleaseClient:
         raise ReleaseFinished(workflow_id, current)
 
     # --- internals --------------------------------------------------------------------------
-
-    async def _run_changes(self, workflow_id: str,
-                           run: WorkflowExecutionDescription) -> AsyncGenerator[StageChange, None]:
-        """One run's position once its history so far is read, then each change it records,
-        until the run closes."""
-        handle = self._client.get_workflow_handle(workflow_id, run_id=run.run_id)
-        latest: StageChange | None = None
-        caught_up = False
-        async with self._access.errors(workflow_id):
-            async for event in handle.fetch_history_events(wait_new_event=True,
-                                                           skip_archival=True):
-                change = stage_change(event, latest)
-                latest = change or latest
-                if latest is None:
-                    continue
-                if not caught_up and event.event_id >= run.history_length:
-                    caught_up = True
-                    yield latest
-                elif caught_up and change is not None:
-                    yield change
 
     # Last: from here on `list` in this class body would name this method.
     async def list(

@@ -12,8 +12,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -41,6 +42,8 @@ from starters.errors import (
     WorkflowStarting,
 )
 from workflows.command_core import COMMAND_REJECTED
+
+P = TypeVar("P")
 
 STARTING_GRACE_SECONDS = 10.0
 STARTING_POLL_SECONDS = 0.1
@@ -159,6 +162,29 @@ class WorkflowAccess:
             if not isinstance(details, dict):
                 details = {}
             raise self._refused(workflow_id, name, cause.message, details) from None
+
+    async def run_positions(
+        self, workflow_id: str, run: WorkflowExecutionDescription,
+        position: Callable[[HistoryEvent, P | None], P | None],
+    ) -> AsyncIterator[P]:
+        """What one run's history records so far, as `position` reads it from an event (given
+        the position before it; None for an event that records none), once it is read; then
+        each new position it records, until the run closes."""
+        handle = self._client.get_workflow_handle(workflow_id, run_id=run.run_id)
+        latest: P | None = None
+        caught_up = False
+        async with self.errors(workflow_id):
+            async for event in handle.fetch_history_events(wait_new_event=True,
+                                                           skip_archival=True):
+                found = position(event, latest)
+                latest = found or latest
+                if latest is None:
+                    continue
+                if not caught_up and event.event_id >= run.history_length:
+                    caught_up = True
+                    yield latest
+                elif caught_up and found is not None:
+                    yield found
 
     async def signal(self, workflow_id: str, name: str, payload: dict[str, Any]) -> None:
         sent = await self.identified(payload)

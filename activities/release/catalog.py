@@ -10,7 +10,7 @@ from temporalio import activity
 
 from activities.identity import Authenticator
 from activities.scope import activity_scope
-from mpr.catalog import releases
+from mpr.catalog import channels, releases
 from mpr.domain.core.identity import IdentityVerdict
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import (
@@ -70,7 +70,8 @@ class CatalogActivities:
         """Why the release's channel is offline, or None while it is online."""
         release_id = (activity.info().workflow_id or "") if activity.in_activity() else ""
         with activity_scope("channel_takedown", release_id=release_id):
-            takedown = await releases.channel_takedown(self._pool, channel)
+            takedown = await channels.channel_takedown(self._pool, (
+                channel.mini_program_id, channel.target_app, channel.environment.value))
             if takedown is None:
                 return None
             return (f"the channel was taken offline by {takedown.by} ({takedown.kind} "

@@ -184,7 +184,9 @@ async def record_channel_transition(
         else:
             refused_here = event.accepted and not recorded["accepted"]
             refusal = recorded["reason"] if refused_here else None
-        view = await _view(conn, event.key, bundles_present)
+        # A refused command changed nothing its sender's identity check did not just read;
+        # an accepted one (applied, or refused for a channel that moved) is read again.
+        view = await _view(conn, event.key, bundles_present) if event.accepted else None
     return ChannelTransitionResult(applied=refusal is None, reason=refusal, view=view)
 
 
@@ -276,16 +278,20 @@ async def _insert_event(
         event.payload, event.at)
 
 
-async def reviewer_takedown(
-    conn: asyncpg.Connection, key: tuple[str, str, str]
-) -> Takedown | None:
-    """A platform or partner takedown holding the channel: no release may go live under it."""
-    row = await conn.fetchrow(
+async def channel_takedown(db: Database, key: tuple[str, str, str]) -> Takedown | None:
+    """The takedown holding the channel (mini program, target app, environment) offline."""
+    row = await db.fetchrow(
         f"""
         SELECT offline_kind, offline_reason, offline_by, offline_at FROM channels
-        WHERE {CHANNEL_KEY} AND offline_kind = ANY($4::text[])
-        """, *key, [kind.value for kind in REVIEWER_TAKEDOWNS])
+        WHERE {CHANNEL_KEY} AND offline_kind IS NOT NULL
+        """, *key)
     return _takedown(row)
+
+
+async def reviewer_takedown(db: Database, key: tuple[str, str, str]) -> Takedown | None:
+    """A platform or partner takedown holding the channel: no release may go live under it."""
+    takedown = await channel_takedown(db, key)
+    return takedown if takedown is not None and takedown.kind in REVIEWER_TAKEDOWNS else None
 
 
 async def channel_events(db: Database, key: ChannelKey, limit: int = 100) -> list[asyncpg.Record]:

@@ -19,7 +19,6 @@ from mpr.domain.channel.models import ChannelKey, Takedown
 from mpr.domain.core.models import Role
 from mpr.domain.release.models import (
     ActorRolesRequest,
-    Channel,
     CompatibilityReport,
     Environment,
     PackageFacts,
@@ -95,22 +94,6 @@ async def load_actor_roles(db: Database, request: ActorRolesRequest) -> list[Rol
     return await program_roles(db, actor=request.actor, workspace_id=request.workspace_id,
                                mini_program_id=request.mini_program_id,
                                target_app=request.target_app)
-
-
-async def channel_takedown(db: Database, channel: Channel) -> Takedown | None:
-    """The takedown holding a release's channel offline, if any."""
-    row = await db.fetchrow(
-        f"""
-        SELECT offline_kind, offline_reason, offline_by, offline_at FROM channels
-        WHERE {CHANNEL_KEY} AND offline_kind IS NOT NULL
-        """,
-        channel.mini_program_id,
-        channel.target_app,
-        channel.environment.value,
-    )
-    return Takedown.model_validate({
-        "kind": row["offline_kind"], "reason": row["offline_reason"],
-        "by": row["offline_by"], "at": row["offline_at"]}) if row else None
 
 
 # --- The one writer ------------------------------------------------------------------------

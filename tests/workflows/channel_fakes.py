@@ -84,7 +84,7 @@ class FakeChannelCatalog:
         key = transition.event.key
         view = self.views[key.label]
         if not transition.event.accepted:
-            return ChannelTransitionResult(applied=True, view=view)
+            return ChannelTransitionResult(applied=True)
         if transition.expected_revision != view.revision:
             return ChannelTransitionResult(applied=False, reason=CHANGED, view=view)
         changes: dict[str, object] = {"revision": view.revision + 1}

@@ -53,7 +53,8 @@ class ChannelTransitionResult(BaseModel):
     reason: str | None = None
     """Why the catalog did not apply it (the channel changed since the decision)."""
     view: ChannelView | None = None
-    """The channel as the catalog has it after the event."""
+    """The channel as the catalog has it after an accepted event (None after a refused
+    command, which changed nothing)."""
 
     def refusal(self) -> str:
         return self.reason or "the catalog refused the change"
